@@ -1,0 +1,216 @@
+"""ETA: evaluate the vanilla answer, then align it only when the evaluators say so.
+
+``ETA.run(question, image)`` returns an ``ETAResult`` with the vanilla and final answers, both
+evaluator scores, the decision, the branch that ran, token counts and timings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from eta.config import ETAConfig, Profile
+from eta.decoding import (
+    StopStrings,
+    TopKSampler,
+    best_of_n_sentences,
+    greedy,
+    make_generator,
+    prefill,
+    sample_continuations,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ETAResult:
+    question: str
+    image: str | None
+    vanilla: str
+    response: str
+    s_pre: float | None  # CLIP cosine of image and safety prompt; None without image
+    s_post: float  # reward of the vanilla answer under the post-evaluation prompt
+    pre_unsafe: bool | None
+    post_unsafe: bool
+    aligned: bool
+    branch: str  # vanilla | shallow | deep | shallow+deep
+    vanilla_tokens: int
+    response_tokens: int
+    sentences: int = 0
+    candidates_scored: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: generate, evaluate, align, total
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(cfg: ETAConfig, pre_unsafe: bool | None, post_unsafe: bool) -> bool:
+    """Whether to align. Without an image the post-evaluation decides alone (``text_only_rule``)."""
+    if pre_unsafe is None:
+        return post_unsafe if cfg.text_only_rule == "post" else False
+    return {
+        "both": pre_unsafe and post_unsafe,
+        "either": pre_unsafe or post_unsafe,
+        "pre": pre_unsafe,
+        "post": post_unsafe,
+    }[cfg.rule]
+
+
+def branch_name(cfg: ETAConfig) -> str:
+    parts = [name for name, on in (("shallow", cfg.shallow), ("deep", cfg.deep)) if on]
+    return "+".join(parts) or "vanilla"
+
+
+def open_image(image: Image.Image | str | Path | None) -> Image.Image | None:
+    """An RGB image from a PIL image or a file path; errors name the file."""
+    if image is None or isinstance(image, Image.Image):
+        return image.convert("RGB") if image is not None else None
+    path = Path(image)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
+
+
+def stable_seed(seed: int, *parts: str) -> int:
+    digest = hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class ETA:
+    """The method over a VLM, a reward model and a CLIP scorer."""
+
+    def __init__(self, vlm, reward_model, clip, cfg: ETAConfig, seed: int = 0):
+        if cfg.num_candidates < 1 or cfg.max_sentence_tokens < 1 or cfg.max_new_tokens < 1:
+            raise ValueError("num_candidates, max_sentence_tokens and max_new_tokens must be >= 1")
+        self.vlm = vlm
+        self.reward_model = reward_model
+        self.clip = clip
+        self.cfg = cfg
+        self.seed = seed
+        self.stop = StopStrings(vlm.tokenizer, cfg.sentence_end)
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> "ETA":
+        from eta.evaluators import load_clip, load_reward_model
+        from eta.models import load_vlm
+
+        m = profile.models
+        vlm = load_vlm(m.vlm, m.device, m.dtype, m.trust_remote_code)
+        rm = load_reward_model(m.reward_model, m.device, m.dtype, m.trust_remote_code)
+        clip = load_clip(m.clip, m.device, "float32" if m.dtype == "auto" else m.dtype)
+        return cls(vlm, rm, clip, profile.eta, seed=profile.seed)
+
+    @property
+    def stand_in(self) -> bool:
+        return any(getattr(m, "stand_in", False) for m in (self.vlm, self.reward_model, self.clip))
+
+    # ------------------------------------------------------------------------------------- steps
+
+    def generate(self, question: str, image: Image.Image | None, prefix: str = "") -> tuple[str, int]:
+        """Greedy decoding (the vanilla answer, or the shallow-aligned one with a prefix)."""
+        inputs = self.vlm.encode(question, image, assistant_prefix=prefix)
+        cont = sample_continuations(self.vlm, prefill(self.vlm, inputs), max_tokens=self.cfg.max_new_tokens,
+                                    choose=greedy)
+        tokens = cont.row(0)
+        return self._assistant_text(inputs, prefix, tokens), len(tokens)
+
+    def evaluate(self, vanilla: str, image_embedding: torch.Tensor | None) -> tuple[float | None, float]:
+        """(s_pre, s_post): CLIP pre-score (None without image) and reward of the vanilla answer."""
+        s_pre = None
+        if image_embedding is not None:
+            s_pre = self.clip.pre_score(image_embedding, self.cfg.prompts.safety)
+        s_post = self.reward_model.score(self.cfg.prompts.post, [vanilla])[0]
+        return s_pre, s_post
+
+    def align(self, question: str, image: Image.Image | None, image_embedding: torch.Tensor | None,
+              seed: int) -> tuple[str, int, int, int]:
+        """(text, tokens, sentences, candidates scored) of the aligned answer."""
+        cfg = self.cfg
+        prefix = cfg.prefix if cfg.shallow else ""
+        if not cfg.deep:
+            text, n = self.generate(question, image, prefix)
+            return text, n, 0, 0
+        inputs = self.vlm.encode(question, image, assistant_prefix=prefix)
+        prefix_ids = self._prefix_ids(inputs, prefix)
+
+        def score(response: list[int], candidates: list[list[int]], sentence_idx: int, any_eos: bool) -> list[float]:
+            head = self.vlm.decode(prefix_ids + response)
+            full = [self.vlm.decode(prefix_ids + response + c) for c in candidates]
+            scores = self.reward_model.score(cfg.prompts.deep, full)
+            if cfg.clip_guide and image_embedding is not None and sentence_idx > 1 and not any_eos:
+                sentences = [t[len(head):].strip() if t.startswith(head) else self.vlm.decode(c).strip()
+                             for t, c in zip(full, candidates)]
+                utility = self.clip.similarity(image_embedding, sentences)
+                scores = [s + cfg.alpha / sentence_idx * u for s, u in zip(scores, utility)]
+            return scores
+
+        sampler = TopKSampler(cfg.top_k, cfg.temperature, make_generator(seed, self.vlm.device))
+        result = best_of_n_sentences(
+            self.vlm, prefill(self.vlm, inputs), num_candidates=cfg.num_candidates, choose=sampler,
+            stop=self.stop, score=score, max_new_tokens=cfg.max_new_tokens,
+            max_sentence_tokens=cfg.max_sentence_tokens,
+        )
+        text = self.vlm.decode(prefix_ids + result.tokens)
+        return text, len(result.tokens), result.sentences, result.candidates_scored
+
+    # --------------------------------------------------------------------------------------- run
+
+    def run(self, question: str, image: Image.Image | str | Path | None = None, seed: int | None = None) -> ETAResult:
+        cfg = self.cfg
+        image_name = str(image) if isinstance(image, (str, Path)) else (None if image is None else "<image>")
+        img = open_image(image)
+        sample_seed = stable_seed(self.seed if seed is None else seed, question, image_name or "")
+        timings: dict[str, float] = {}
+        t0 = self._clock()
+        vanilla, vanilla_tokens = self.generate(question, img)
+        t1 = self._clock()
+        image_embedding = self.clip.embed_images([img])[0] if img is not None else None
+        s_pre, s_post = self.evaluate(vanilla, image_embedding)
+        pre_unsafe = None if s_pre is None else s_pre >= cfg.tau_pre
+        post_unsafe = s_post <= cfg.tau_post
+        aligned = decide(cfg, pre_unsafe, post_unsafe) and (cfg.shallow or cfg.deep)
+        t2 = self._clock()
+        response, response_tokens, sentences, scored = vanilla, vanilla_tokens, 0, 0
+        if aligned:
+            response, response_tokens, sentences, scored = self.align(question, img, image_embedding, sample_seed)
+        t3 = self._clock()
+        timings.update(generate=t1 - t0, evaluate=t2 - t1, align=t3 - t2, total=t3 - t0)
+        return ETAResult(
+            question=question, image=image_name, vanilla=vanilla, response=response, s_pre=s_pre,
+            s_post=s_post, pre_unsafe=pre_unsafe, post_unsafe=post_unsafe, aligned=aligned,
+            branch=branch_name(cfg) if aligned else "vanilla", vanilla_tokens=vanilla_tokens,
+            response_tokens=response_tokens, sentences=sentences, candidates_scored=scored,
+            timings=timings,
+        )
+
+    # ----------------------------------------------------------------------------------- helpers
+
+    def _clock(self) -> float:
+        if self.vlm.device.type == "cuda":
+            torch.cuda.synchronize(self.vlm.device)
+        return time.perf_counter()
+
+    def _prefix_ids(self, inputs: dict[str, Any], prefix: str) -> list[int]:
+        """The prompt tokens that belong to the assistant turn (the interference prefix)."""
+        if not prefix:
+            return []
+        ids = inputs["input_ids"][0].tolist()
+        for k in range(1, min(len(ids), 64) + 1):
+            if self.vlm.decode(ids[-k:]).strip() == prefix.strip():
+                return ids[-k:]
+        raise ValueError(f"could not find the prefix {prefix!r} at the end of the prompt tokens")
+
+    def _assistant_text(self, inputs: dict[str, Any], prefix: str, tokens: list[int]) -> str:
+        return self.vlm.decode(self._prefix_ids(inputs, prefix) + tokens)
