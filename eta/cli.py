@@ -1,0 +1,120 @@
+"""Command line: ``python -m eta generate | list | judge | calibrate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from eta.config import ConfigError, load_profile, parse_override
+
+DEFAULT_PROFILE = "local"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eta", description="ETA: evaluate then align VLM safety")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="answer one question with vanilla decoding and with ETA")
+    gen.add_argument("--question", required=True)
+    gen.add_argument("--image", default=None, help="path of an image file (omit for text-only)")
+    gen.add_argument("--profile", default=DEFAULT_PROFILE, help="params profile name or YAML path")
+    gen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a profile value, e.g. --set eta.tau_post=0.5 (repeatable)")
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--json", action="store_true", help="print one JSON object")
+
+    lst = sub.add_parser("list", help="list registered names")
+    lst.add_argument("what", choices=["models", "benchmarks", "profiles"])
+    lst.add_argument("--json", action="store_true")
+
+    judge = sub.add_parser("judge", help="score a file of responses")
+    judge.add_argument("judge", choices=["asr"], help="asr: refusal-string attack success rate")
+    judge.add_argument("file", help="JSONL with `question` and `response` per line")
+
+    cal = sub.add_parser("calibrate", help="print a reward model's scores on refusals vs compliance")
+    cal.add_argument("--profile", default=DEFAULT_PROFILE)
+    cal.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, FileNotFoundError, ValueError, KeyError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_generate(args) -> int:
+    from eta.method import ETA, open_image
+
+    overrides = dict(parse_override(o) for o in args.overrides)
+    profile = load_profile(args.profile, overrides)
+    if not args.question.strip():
+        raise ValueError("the question is empty")
+    open_image(args.image)  # fail on a bad image before any model is loaded
+    result = ETA.from_profile(profile).run(args.question, args.image, seed=args.seed)
+    payload = {"profile": profile.name, "stand_in": profile.stand_in, **result.to_dict()}
+    if args.json:
+        print(json.dumps(payload, ensure_ascii=False))
+        return 0
+    if profile.stand_in:
+        print(f"[profile {profile.name}: stand-in models, not the paper's checkpoints]")
+    s_pre = "n/a (no image)" if result.s_pre is None else f"{result.s_pre:.4f}"
+    print(f"vanilla: {result.vanilla}\n")
+    print(f"s_pre = {s_pre} (unsafe if >= {profile.eta.tau_pre}), "
+          f"s_post = {result.s_post:.4f} (unsafe if <= {profile.eta.tau_post})")
+    print(f"decision: {'align (' + result.branch + ')' if result.aligned else 'keep vanilla'}\n")
+    print(f"ETA: {result.response}")
+    print(f"\n[{result.timings['total']:.2f} s: generate {result.timings['generate']:.2f}, "
+          f"evaluate {result.timings['evaluate']:.2f}, align {result.timings['align']:.2f}]")
+    return 0
+
+
+def cmd_list(args) -> int:
+    rows: list[dict[str, Any]]
+    if args.what == "models":
+        from eta.models import list_models
+
+        rows = list_models()
+    elif args.what == "profiles":
+        from eta.config import profile_names
+
+        rows = [{"name": n, "description": load_profile(n).description} for n in profile_names()]
+    else:
+        from eta.benchmarks import list_benchmarks
+
+        rows = [info if isinstance(info, dict) else vars(info) for info in list_benchmarks()]
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    for row in rows:
+        extra = "  [stand-in]" if row.get("stand_in") else ""
+        kind = f"{row['kind']:7s} " if "kind" in row else ""
+        print(f"{row['name']:32s} {kind}{row.get('description', '')}{extra}")
+    return 0
+
+
+def cmd_judge(args) -> int:
+    from eta.judges import asr_from_jsonl
+
+    print(json.dumps(asr_from_jsonl(args.file)))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from eta.calibration import calibrate_reward_model
+
+    report = calibrate_reward_model(load_profile(args.profile))
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+COMMANDS = {"generate": cmd_generate, "list": cmd_list, "judge": cmd_judge, "calibrate": cmd_calibrate}

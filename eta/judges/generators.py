@@ -1,0 +1,256 @@
+"""Text generators the judges run on: a local Hugging Face chat model or an OpenAI-compatible API.
+
+A generator is any ``Callable[[Sequence[Prompt]], Sequence[str | None]]``. A prompt is either a
+string (one user turn) or a chat: a list of ``{"role", "content"}`` messages in the OpenAI format,
+whose content may be a list of parts (``{"type": "text"}`` / ``{"type": "image_url"}``). A
+generator returns one completion per prompt, or ``None`` where no reply could be obtained (the
+judges count that item as invalid).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable, Sequence, Union
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+Prompt = Union[str, list[Message]]
+TextGenerator = Callable[[Sequence[Prompt]], Sequence[Union[str, None]]]
+
+DEFAULT_JUDGE_MODEL = "gpt-4-turbo"  # the paper's GPT-4 judge
+
+
+def as_messages(prompt: Prompt) -> list[Message]:
+    """A prompt as a chat: a string becomes one user turn."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [dict(m) for m in prompt]
+
+
+def text_only(messages: list[Message]) -> tuple[list[Message], int]:
+    """Messages with list contents flattened to their text parts, and how many images were dropped."""
+    flat, dropped = [], 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            texts = [p["text"] for p in content if p.get("type") == "text"]
+            dropped += sum(p.get("type") == "image_url" for p in content)
+            message = {**message, "content": "\n".join(texts)}
+        flat.append(message)
+    return flat, dropped
+
+
+# ---------------------------------------------------------------------------------------------
+# Local Hugging Face chat model
+# ---------------------------------------------------------------------------------------------
+
+
+class HFChatGenerator:
+    """Greedy decoding of a causal LM over chat-templated prompts, in left-padded batches.
+
+    Prompts are formatted with the tokenizer's chat template; image parts are dropped (a text
+    model cannot see them; a warning says how many). Batches are made of prompts of similar
+    length and padded on the left by hand, so the tokenizer is never modified.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_new_tokens: int = 256,
+        batch_size: int = 8,
+        *,
+        add_generation_prompt: bool = True,
+        add_special_tokens: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.add_generation_prompt = add_generation_prompt
+        self.add_special_tokens = add_special_tokens
+
+    def format(self, prompt: Prompt) -> str:
+        """The prompt as the model will read it (chat template applied)."""
+        messages, dropped = text_only(as_messages(prompt))
+        if dropped:
+            log.warning("HFChatGenerator: %d image part(s) dropped for a text-only model", dropped)
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=self.add_generation_prompt)
+
+    def __call__(self, prompts: Sequence[Prompt]) -> list[str]:
+        texts = [self.format(p) for p in prompts]
+        ids = [self._encode(t) for t in texts]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: list[str] = [""] * len(ids)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            for i, text in zip(chunk, self._generate([ids[i] for i in chunk])):
+                out[i] = text
+        return out
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id
+        if pad is None:
+            raise ValueError("tokenizer has neither a pad nor an eos token to pad with")
+        return int(pad)
+
+    def _generate(self, batch: list[list[int]]) -> list[str]:
+        import torch
+
+        pad_id = self._pad_id()
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            if ids:
+                input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+                attention_mask[row, width - len(ids):] = 1
+        device = self.model.device
+        with torch.inference_mode():
+            generated = self.model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad_id,
+            )
+        return self.tokenizer.batch_decode(generated[:, width:].cpu(), skip_special_tokens=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI-compatible chat endpoint
+# ---------------------------------------------------------------------------------------------
+
+
+class JudgeRequestError(RuntimeError):
+    """A request to the judge endpoint failed for good (bad request, authentication, ...)."""
+
+
+class _Secret:
+    """A string that never shows itself in repr() or str()."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+
+class OpenAIChatGenerator:
+    """Chat completions from any OpenAI-compatible endpoint, one request per prompt.
+
+    ``model``, ``base_url`` and ``api_key`` come from the arguments or the environment
+    (``ETA_JUDGE_MODEL``, ``ETA_JUDGE_BASE_URL``, ``OPENAI_API_KEY``). Timeouts, connection errors,
+    429 and 5xx are retried ``max_attempts`` times in all, waiting ``backoff_s * 2**attempt``
+    (at most ``max_backoff_s``) in between; when every attempt failed the prompt's reply is
+    ``None``. Other HTTP errors raise :class:`JudgeRequestError`. The API key never appears in
+    repr(), logs or raised errors.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        max_attempts: int = 5,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import openai
+
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        self.model = model or os.environ.get("ETA_JUDGE_MODEL") or DEFAULT_JUDGE_MODEL
+        self.base_url = base_url or os.environ.get("ETA_JUDGE_BASE_URL") or None
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise ValueError("no API key for the judge: pass api_key or set OPENAI_API_KEY")
+        self._api_key = _Secret(key)
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self._sleep = sleep
+        self._client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=timeout_s,
+                                     max_retries=0)
+
+    def __repr__(self) -> str:
+        return (f"OpenAIChatGenerator(model={self.model!r}, base_url={self.base_url!r}, "
+                f"api_key='***', timeout_s={self.timeout_s}, max_attempts={self.max_attempts})")
+
+    __str__ = __repr__
+
+    def __call__(self, prompts: Sequence[Prompt]) -> list[str | None]:
+        return [self.complete(as_messages(p)) for p in prompts]
+
+    def complete(self, messages: list[Message]) -> str | None:
+        """One chat completion with bounded retries; ``None`` when every attempt failed."""
+        failure = ""
+        for attempt in range(self.max_attempts):
+            try:
+                return self._request(messages)
+            except _Retryable as exc:
+                failure = str(exc)
+            if attempt + 1 < self.max_attempts:
+                delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
+                log.info("judge request failed (%s); retry %d/%d in %.3g s", failure,
+                         attempt + 1, self.max_attempts - 1, delay)
+                self._sleep(delay)
+        log.warning("judge request gave up after %d attempts: %s", self.max_attempts, failure)
+        return None
+
+    def _request(self, messages: list[Message]) -> str:
+        """One attempt. Raises _Retryable or JudgeRequestError, with the key redacted."""
+        import openai
+
+        retryable = fatal = None
+        try:
+            response = self._client.chat.completions.create(
+                model=self.model, messages=messages, temperature=self.temperature,
+                max_tokens=self.max_tokens)
+        except (openai.APIConnectionError, openai.RateLimitError,
+                openai.InternalServerError) as exc:  # timeouts are connection errors
+            retryable = f"{type(exc).__name__}: {self._redact(str(exc))}"
+        except openai.OpenAIError as exc:
+            fatal = f"{type(exc).__name__}: {self._redact(str(exc))}"
+        # Raised outside the except blocks so the original error (which holds the request and
+        # its headers) is not chained to ours.
+        if retryable is not None:
+            raise _Retryable(retryable)
+        if fatal is not None:
+            raise JudgeRequestError(f"judge request to {self.base_url or 'default'} failed: {fatal}")
+        if not response.choices:
+            return ""
+        return response.choices[0].message.content or ""
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key.reveal(), "***")
+
+
+class _Retryable(Exception):
+    """A failed attempt worth retrying (its message is already redacted)."""
