@@ -29,6 +29,9 @@ class Example:
     choices: tuple[str, ...] | None = None
     meta: dict = field(default_factory=dict)
 
+    def __hash__(self) -> int:  # meta is a dict; identity is (benchmark, id)
+        return hash((self.benchmark, self.id))
+
     @property
     def group(self) -> str:
         return str(self.meta.get("group", self.id))
