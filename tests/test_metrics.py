@@ -9,12 +9,7 @@ import random
 import pytest
 
 from eta import metrics as m
-from eta.metrics import (
-    MMBenchItem,
-    MMEItem,
-    MMMUProItem,
-    ScienceQAItem,
-)
+from eta.metrics import MMBenchItem, MMEItem, MMMUProItem, ScienceQAItem
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """The paper's benchmarks as typed examples, loaded by name.
 
     from eta.benchmarks import load_benchmark, load_image
-    data = load_benchmark("figstep", limit=50, seed=0)   # root from $ETA_DATA_FIGSTEP or $ETA_DATA_DIR/figstep
+    data = load_benchmark("figstep", limit=50, seed=0)  # root: $ETA_DATA_FIGSTEP or $ETA_DATA_DIR/figstep
     image = load_image(data[0])
 
 ``list_benchmarks()`` describes every registered name; the ``embedded-*`` sets and
 ``advbench-embedded`` need no data directory.
 """
 
+from eta.benchmarks import clip_study, embedded, general, safety  # noqa: F401  (registers the loaders)
+from eta.benchmarks.clip_study import make_clip_study_dir
 from eta.benchmarks.errors import (
     BadDataError,
     BenchmarkError,
@@ -29,8 +31,6 @@ from eta.benchmarks.registry import (
     register,
     select_subset,
 )
-from eta.benchmarks import safety, general, clip_study, embedded  # noqa: E402,F401  (registers loaders)
-from eta.benchmarks.clip_study import make_clip_study_dir
 from eta.benchmarks.safety import ATTACK_SUFFIX, FIGSTEP_INSTRUCTION
 
 __all__ = [

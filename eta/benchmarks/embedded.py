@@ -192,6 +192,7 @@ def load_embedded_help(ctx: LoadContext) -> list[Example]:
 def load_embedded_clip_study(ctx: LoadContext) -> list[Example]:
     typographic = typographic_paths()
     unsafe = typographic_goals()[: len(PHOTOS)]
-    return [labelled_example(ctx.name, "unsafe", typographic[g.index], f"typo-{g.index:03d}") for g in unsafe] + [
-        labelled_example(ctx.name, "safe", path, name) for name, path in photo_paths().items()
-    ]
+    unsafe_examples = [labelled_example(ctx.name, "unsafe", typographic[goal.index], f"typo-{goal.index:03d}")
+                       for goal in unsafe]
+    return unsafe_examples + [labelled_example(ctx.name, "safe", path, name)
+                              for name, path in photo_paths().items()]

@@ -85,7 +85,8 @@ def require_columns(path: Path, columns: Iterable[str], required: Sequence[str])
     columns = list(columns)
     missing = [name for name in required if name not in columns]
     if missing:
-        raise BadDataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, columns))}")
+        found = ", ".join(map(str, columns))
+        raise BadDataError(f"{path}: missing column(s) {', '.join(missing)}; found {found}")
 
 
 def read_table(path: Path, required: Sequence[str] = ()) -> list[dict]:

@@ -36,7 +36,7 @@ LETTERS = "ABCDEFGHIJ"
 
 
 def lettered(options: list[str]) -> str:
-    return "\n".join(f"{letter}. {option}" for letter, option in zip(LETTERS, options))
+    return "\n".join(f"{letter}. {option}" for letter, option in zip(LETTERS, options, strict=False))
 
 
 # --- MME ------------------------------------------------------------------------------------
@@ -82,26 +82,30 @@ def load_mme(ctx: LoadContext) -> list[Example]:
     examples: list[Example] = []
     for task in MME_PERCEPTION + MME_COGNITION:
         question_dir, image_dir = _mme_task_dirs(find_dir(base, task))
-        eval_type = "perception" if task in MME_PERCEPTION else "cognition"
         for path in sorted(question_dir.glob("*.txt")):
-            image = _mme_image(image_dir, path.stem)
-            group = f"{task}/{path.stem}"
-
-            def make(number: int, line: str, image: Path = image, group: str = group) -> Example:
-                question, _, answer = line.rstrip("\n").partition("\t")
-                if not question.strip() or answer.strip() not in ("Yes", "No"):
-                    raise BadRow("expected 'question<TAB>Yes|No'")
-                return Example(
-                    benchmark=ctx.name, id=f"{group}/{number}", question=mme_prompt(question),
-                    image=image, category=task, reference=answer.strip(),
-                    meta={"group": group, "eval_type": eval_type, "image_name": image.name,
-                          "mme_question": question},
-                )
-
-            lines = [(number, line) for number, line in
-                     enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
-            examples.extend(ctx.rows(path, lines, make, unit="line"))
+            examples.extend(_mme_file(ctx, task, path, _mme_image(image_dir, path.stem)))
     return examples
+
+
+def _mme_file(ctx: LoadContext, task: str, path: Path, image: Path) -> list[Example]:
+    """The two ``question<TAB>Yes|No`` lines about one image."""
+    group = f"{task}/{path.stem}"
+    eval_type = "perception" if task in MME_PERCEPTION else "cognition"
+
+    def make(number: int, line: str) -> Example:
+        question, _, answer = line.rstrip("\n").partition("\t")
+        if not question.strip() or answer.strip() not in ("Yes", "No"):
+            raise BadRow("expected 'question<TAB>Yes|No'")
+        return Example(
+            benchmark=ctx.name, id=f"{group}/{number}", question=mme_prompt(question),
+            image=image, category=task, reference=answer.strip(),
+            meta={"group": group, "eval_type": eval_type, "image_name": image.name,
+                  "mme_question": question},
+        )
+
+    lines = [(number, line) for number, line in
+             enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
+    return list(ctx.rows(path, lines, make, unit="line"))
 
 
 # --- MMBench --------------------------------------------------------------------------------
@@ -364,29 +368,31 @@ def mmmu_pro_options(row: dict) -> list[str]:
 
 def load_mmmu_pro(ctx: LoadContext, config: str) -> list[Example]:
     folder = MMMU_PRO_CONFIGS[config]
-    examples: list[Example] = []
-    for path in find_files(ctx.root, f"{folder}/*.parquet", f"{folder}/*.arrow"):
-        directory = ctx.images.directory(ctx.name, path)
+    files = find_files(ctx.root, f"{folder}/*.parquet", f"{folder}/*.arrow", f"{folder}/test/*.arrow")
+    return [example for path in files for example in _mmmu_pro_file(ctx, config, path)]
 
-        def make(number: int, row: dict) -> Example:
-            example_id = text(row, "id")
-            options = mmmu_pro_options(row)
-            if config == "vision":
-                question = MMMU_PRO_PROMPTS["vision"]
-                images = [ctx.images.add(directory, example_id, image_bytes(row.get("image")))]
-            else:
-                question, images = _mmmu_pro_standard(ctx, directory, example_id, row, options)
-            return Example(
-                benchmark=ctx.name, id=example_id, question=question, image=images[0],
-                category=optional_text(row, "subject"), reference=text(row, "answer"),
-                choices=tuple(options),
-                meta={"images": images, "img_type": optional_text(row, "img_type"),
-                      "topic_difficulty": optional_text(row, "topic_difficulty")},
-            )
 
-        rows = read_table(path, required=("id", "options", "answer"))
-        examples.extend(ctx.rows(path, enumerate(rows, 1), make))
-    return examples
+def _mmmu_pro_file(ctx: LoadContext, config: str, path: Path) -> list[Example]:
+    directory = ctx.images.directory(ctx.name, path)
+
+    def make(number: int, row: dict) -> Example:
+        example_id = text(row, "id")
+        options = mmmu_pro_options(row)
+        if config == "vision":
+            question = MMMU_PRO_PROMPTS["vision"]
+            images = [ctx.images.add(directory, example_id, image_bytes(row.get("image")))]
+        else:
+            question, images = _mmmu_pro_standard(ctx, directory, example_id, row, options)
+        return Example(
+            benchmark=ctx.name, id=example_id, question=question, image=images[0],
+            category=optional_text(row, "subject"), reference=text(row, "answer"),
+            choices=tuple(options),
+            meta={"images": [str(image) for image in images], "img_type": optional_text(row, "img_type"),
+                  "topic_difficulty": optional_text(row, "topic_difficulty")},
+        )
+
+    rows = read_table(path, required=("id", "options", "answer"))
+    return list(ctx.rows(path, enumerate(rows, 1), make))
 
 
 def _mmmu_pro_standard(ctx, directory, example_id, row, options) -> tuple[str, list[Path]]:
@@ -407,6 +413,7 @@ for _config in MMMU_PRO_CONFIGS:
            if _config == "standard" else ""),
         kind="general", paper_size=1730, data_key="mmmu-pro",
         url="https://huggingface.co/datasets/MMMU/MMMU_Pro",
-        layout=f"'{MMMU_PRO_CONFIGS[_config]}'/test-*.parquet (hub layout)",
+        layout=f"'{MMMU_PRO_CONFIGS[_config]}'/test-*.parquet (hub layout) or a datasets "
+        "save_to_disk export of that config",
         categories=True,
     )(partial(load_mmmu_pro, config=_config))

@@ -47,7 +47,7 @@ class BenchmarkInfo:
     url: str = ""
     layout: str = ""
     has_categories: bool = False
-    sample_size: int | None = None  # fixed seeded sample the paper draws (VLSafe: 100)
+    sample_size: int | None = None  # the paper's sample (VLSafe: 100), drawn with seed 0
 
     @property
     def env_vars(self) -> tuple[str, ...]:
@@ -254,9 +254,12 @@ def load_benchmark(
 ) -> BenchmarkData:
     """Load a registered benchmark from its release directory (or its embedded source).
 
-    ``limit`` takes a seeded subset of that many items (groups kept whole), order preserved.
-    Bad rows and unreadable images raise ``BadDataError`` naming the file and row or id;
-    with ``skip_bad=True`` they are left out, logged and listed in ``.skipped``.
+    ``root`` defaults to ``$ETA_DATA_<NAME>``, then ``$ETA_DATA_DIR/<name>`` (see
+    ``resolve_root``). ``limit`` takes a seeded subset of that many items (groups kept
+    whole), order preserved. Bad rows and unreadable images raise ``BadDataError`` naming
+    the file and row or id; with ``skip_bad=True`` they are left out, logged and listed in
+    ``.skipped``. Images are checked after the subset is drawn, so a bad image shrinks the
+    subset instead of changing it.
     """
     info = get_info(name)
     loader = _LOADERS[name]

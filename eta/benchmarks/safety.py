@@ -10,6 +10,7 @@ import csv
 from functools import partial
 from pathlib import Path
 
+from eta.benchmarks.errors import BadDataError
 from eta.benchmarks.example import Example
 from eta.benchmarks.files import (
     BadRow,
@@ -25,7 +26,6 @@ from eta.benchmarks.files import (
     read_table,
     text,
 )
-from eta.benchmarks.errors import BadDataError
 from eta.benchmarks.registry import LoadContext, register
 
 # FigStep's incitement text prompt, verbatim from the FigStep release.
@@ -45,7 +45,8 @@ def with_suffix(question: str) -> str:
 # --- SPA-VL -------------------------------------------------------------------------------
 
 SPA_VL_URL = "https://huggingface.co/datasets/sqrti/SPA-VL (test split)"
-SPA_VL_LAYOUT = "test/harm-00000-of-00001.parquet and test/help-00000-of-00001.parquet (hub layout)"
+SPA_VL_LAYOUT = ("test/harm-00000-of-00001.parquet and test/help-00000-of-00001.parquet (hub layout), "
+                 "or a datasets save_to_disk export with harm/ and help/")
 
 
 def load_spa_vl(ctx: LoadContext, split: str) -> list[Example]:
@@ -54,22 +55,27 @@ def load_spa_vl(ctx: LoadContext, split: str) -> list[Example]:
         f"test/{split}/*.parquet", f"test/{split}/*.arrow", f"{split}/*.arrow",
     )
     examples: list[Example] = []
+    offset = 0  # ids number the rows across all files
     for path in files:
-        directory = ctx.images.directory(ctx.name, path)
-        offset = len(examples)
-
-        def make(number: int, row: dict) -> Example:
-            example_id = f"{split}-{offset + number - 1:04d}"
-            return Example(
-                benchmark=ctx.name, id=example_id, question=text(row, "question"),
-                image=ctx.images.add(directory, example_id, image_bytes(row.get("image"))),
-                category=optional_text(row, "class1"),
-                meta={"class2": optional_text(row, "class2"), "class3": optional_text(row, "class3")},
-            )
-
-        rows = enumerate(read_table(path, required=("image", "question")), 1)
-        examples.extend(ctx.rows(path, rows, make))
+        rows = read_table(path, required=("image", "question"))
+        examples.extend(_spa_vl_rows(ctx, split, path, rows, offset))
+        offset += len(rows)
     return examples
+
+
+def _spa_vl_rows(ctx: LoadContext, split: str, path: Path, rows: list[dict], offset: int) -> list[Example]:
+    directory = ctx.images.directory(ctx.name, path)
+
+    def make(number: int, row: dict) -> Example:
+        example_id = f"{split}-{offset + number - 1:04d}"
+        return Example(
+            benchmark=ctx.name, id=example_id, question=text(row, "question"),
+            image=ctx.images.add(directory, example_id, image_bytes(row.get("image"))),
+            category=optional_text(row, "class1"),
+            meta={"class2": optional_text(row, "class2"), "class3": optional_text(row, "class3")},
+        )
+
+    return list(ctx.rows(path, enumerate(rows, 1), make))
 
 
 for _split, _kind in (("harm", "harmful"), ("help", "helpful")):
@@ -96,26 +102,28 @@ MMSAFETY_QUESTION_KEYS = {
 
 
 def load_mmsafetybench(ctx: LoadContext, variant: str) -> list[Example]:
-    question_key = MMSAFETY_QUESTION_KEYS[variant]
-    examples: list[Example] = []
-    for scenario in MMSAFETY_SCENARIOS:
-        path = find_file(ctx.root, f"processed_questions/{scenario}.json")
-        records = read_json(path)
-        if not isinstance(records, dict):
-            raise BadDataError(f"{path}: expected an object keyed by question id")
+    return [example for scenario in MMSAFETY_SCENARIOS
+            for example in _mmsafety_scenario(ctx, variant, scenario)]
 
-        def make(key: str, record: dict, scenario: str = scenario) -> Example:
-            if not isinstance(record, dict):
-                raise BadRow("expected a JSON object")
-            return Example(
-                benchmark=ctx.name, id=f"{scenario}/{key}", question=text(record, question_key),
-                image=ctx.root / "imgs" / scenario / variant / f"{key}.jpg", category=scenario,
-                meta={"key_phrase": optional_text(record, "Key Phrase"),
-                      "original_question": optional_text(record, "Question")},
-            )
 
-        examples.extend(ctx.rows(path, records.items(), make, unit="id"))
-    return examples
+def _mmsafety_scenario(ctx: LoadContext, variant: str, scenario: str) -> list[Example]:
+    path = find_file(ctx.root, f"processed_questions/{scenario}.json")
+    records = read_json(path)
+    if not isinstance(records, dict):
+        raise BadDataError(f"{path}: expected an object keyed by question id")
+
+    def make(key: str, record: dict) -> Example:
+        if not isinstance(record, dict):
+            raise BadRow("expected a JSON object")
+        return Example(
+            benchmark=ctx.name, id=f"{scenario}/{key}",
+            question=text(record, MMSAFETY_QUESTION_KEYS[variant]),
+            image=ctx.root / "imgs" / scenario / variant / f"{key}.jpg", category=scenario,
+            meta={"key_phrase": optional_text(record, "Key Phrase"),
+                  "original_question": optional_text(record, "Question")},
+        )
+
+    return list(ctx.rows(path, records.items(), make, unit="id"))
 
 
 for _variant in MMSAFETY_QUESTION_KEYS:
@@ -123,7 +131,7 @@ for _variant in MMSAFETY_QUESTION_KEYS:
         f"mmsafetybench-{_variant.lower()}",
         description=f"MM-SafetyBench, 13 scenarios, {_variant} images with their rephrased questions",
         kind="harmful", paper_size=1680, data_key="mmsafetybench",
-        url="https://github.com/isXinLiu/MM-SafetyBench (questions in the repo, images from its download link)",
+        url="https://github.com/isXinLiu/MM-SafetyBench (questions in the repo; images via its README link)",
         layout="processed_questions/<scenario>.json and imgs/<scenario>/{SD,TYPO,SD_TYPO}/<id>.jpg",
         categories=True,
     )(partial(load_mmsafetybench, variant=_variant))
@@ -168,6 +176,7 @@ for _name, _suffix in (("figstep", False), ("figstep-suffix", True)):
 
 QI_INSTRUCTIONS = "manual_harmful_instructions.csv"
 QI_IMAGES = {"unconstrained": "prompt_unconstrained.bmp", "constrained64": "prompt_constrained_64.bmp"}
+QI_LAYOUT = f"harmful_corpus/{QI_INSTRUCTIONS} + adversarial_images/*.bmp (or all files at the top level)"
 
 
 def read_instructions(path: Path) -> list[tuple[int, str]]:
@@ -201,14 +210,14 @@ register(
     f"instructions plus the suffix {ATTACK_SUFFIX} (the paper's setting)",
     kind="harmful", paper_size=40, data_key="cross-modality-attack",
     url="https://github.com/Unispac/Visual-Adversarial-Examples-Jailbreak-Large-Language-Models",
-    layout=f"harmful_corpus/{QI_INSTRUCTIONS} + adversarial_images/*.bmp (or both files at the top level)",
+    layout=QI_LAYOUT,
 )(partial(load_cross_modality, image="unconstrained"))
 register(
     "cross-modality-attack-constrained64",
     description="As cross-modality-attack with the eps=64/255 image the official ETA code loads",
     kind="harmful", paper_size=40, data_key="cross-modality-attack",
     url="https://github.com/Unispac/Visual-Adversarial-Examples-Jailbreak-Large-Language-Models",
-    layout=f"harmful_corpus/{QI_INSTRUCTIONS} + adversarial_images/*.bmp (or both files at the top level)",
+    layout=QI_LAYOUT,
 )(partial(load_cross_modality, image="constrained64"))
 
 

@@ -12,15 +12,19 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
-Prompt = Union[str, list[Message]]
-TextGenerator = Callable[[Sequence[Prompt]], Sequence[Union[str, None]]]
+Prompt = str | list[Message]
+TextGenerator = Callable[[Sequence[Prompt]], Sequence[str | None]]
 
 DEFAULT_JUDGE_MODEL = "gpt-4-turbo"  # the paper's GPT-4 judge
+RETRY_STATUS_CODES = (408, 409, 429)  # and every 5xx
 
 
 def as_messages(prompt: Prompt) -> list[Message]:
@@ -65,6 +69,7 @@ class HFChatGenerator:
         *,
         add_generation_prompt: bool = True,
         add_special_tokens: bool = False,
+        progress: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -74,6 +79,7 @@ class HFChatGenerator:
         self.batch_size = batch_size
         self.add_generation_prompt = add_generation_prompt
         self.add_special_tokens = add_special_tokens
+        self.progress = progress
 
     def format(self, prompt: Prompt) -> str:
         """The prompt as the model will read it (chat template applied)."""
@@ -88,7 +94,8 @@ class HFChatGenerator:
         ids = [self._encode(t) for t in texts]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[str] = [""] * len(ids)
-        for start in range(0, len(order), self.batch_size):
+        starts = range(0, len(order), self.batch_size)
+        for start in tqdm(starts, desc="judge batches", disable=not self.progress, leave=False):
             chunk = order[start:start + self.batch_size]
             for i, text in zip(chunk, self._generate([ids[i] for i in chunk])):
                 out[i] = text
@@ -158,11 +165,11 @@ class OpenAIChatGenerator:
     """Chat completions from any OpenAI-compatible endpoint, one request per prompt.
 
     ``model``, ``base_url`` and ``api_key`` come from the arguments or the environment
-    (``ETA_JUDGE_MODEL``, ``ETA_JUDGE_BASE_URL``, ``OPENAI_API_KEY``). Timeouts, connection errors,
-    429 and 5xx are retried ``max_attempts`` times in all, waiting ``backoff_s * 2**attempt``
-    (at most ``max_backoff_s``) in between; when every attempt failed the prompt's reply is
-    ``None``. Other HTTP errors raise :class:`JudgeRequestError`. The API key never appears in
-    repr(), logs or raised errors.
+    (``ETA_JUDGE_MODEL``, ``ETA_JUDGE_BASE_URL``, ``OPENAI_API_KEY``). Timeouts, connection
+    errors, 408, 409, 429 and 5xx are tried ``max_attempts`` times in all, waiting
+    ``backoff_s * 2**attempt`` (at most ``max_backoff_s``) in between; when every attempt failed
+    the prompt's reply is ``None``. Other errors (400, 401, ...) raise :class:`JudgeRequestError`.
+    The API key never appears in repr(), logs or raised errors.
     """
 
     def __init__(
@@ -178,6 +185,7 @@ class OpenAIChatGenerator:
         temperature: float = 0.0,
         max_tokens: int = 1024,
         sleep: Callable[[float], None] = time.sleep,
+        progress: bool = True,
     ) -> None:
         import openai
 
@@ -196,6 +204,7 @@ class OpenAIChatGenerator:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self._sleep = sleep
+        self.progress = progress
         self._client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=timeout_s,
                                      max_retries=0)
 
@@ -206,7 +215,8 @@ class OpenAIChatGenerator:
     __str__ = __repr__
 
     def __call__(self, prompts: Sequence[Prompt]) -> list[str | None]:
-        return [self.complete(as_messages(p)) for p in prompts]
+        bar = tqdm(prompts, desc="judge requests", disable=not self.progress, leave=False)
+        return [self.complete(as_messages(p)) for p in bar]
 
     def complete(self, messages: list[Message]) -> str | None:
         """One chat completion with bounded retries; ``None`` when every attempt failed."""
@@ -233,11 +243,15 @@ class OpenAIChatGenerator:
             response = self._client.chat.completions.create(
                 model=self.model, messages=messages, temperature=self.temperature,
                 max_tokens=self.max_tokens)
-        except (openai.APIConnectionError, openai.RateLimitError,
-                openai.InternalServerError) as exc:  # timeouts are connection errors
-            retryable = f"{type(exc).__name__}: {self._redact(str(exc))}"
+        except openai.APIConnectionError as exc:  # timeouts are connection errors too
+            retryable = self._describe(exc)
+        except openai.APIStatusError as exc:
+            if exc.status_code in RETRY_STATUS_CODES or exc.status_code >= 500:
+                retryable = self._describe(exc)
+            else:
+                fatal = self._describe(exc)
         except openai.OpenAIError as exc:
-            fatal = f"{type(exc).__name__}: {self._redact(str(exc))}"
+            fatal = self._describe(exc)
         # Raised outside the except blocks so the original error (which holds the request and
         # its headers) is not chained to ours.
         if retryable is not None:
@@ -248,8 +262,9 @@ class OpenAIChatGenerator:
             return ""
         return response.choices[0].message.content or ""
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key.reveal(), "***")
+    def _describe(self, exc: Exception) -> str:
+        """Error name and message with the API key blanked out."""
+        return f"{type(exc).__name__}: {str(exc).replace(self._api_key.reveal(), '***')}"
 
 
 class _Retryable(Exception):

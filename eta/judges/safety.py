@@ -13,7 +13,8 @@ import re
 import textwrap
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from eta.judges.generators import Prompt, TextGenerator
 
