@@ -109,7 +109,17 @@ class Timer:
 
 
 def sequential_official(eta: ETA, inputs, image_embedding, seed: int, tokens: int) -> int:
-    """PAPER.md's algorithm as the official code runs it: candidates one at a time, scored one at a time."""
+    """PAPER.md's algorithm as the official code runs it: candidates one at a time, scored one at a
+    time, the reward model re-reading the whole response for every candidate."""
+    rm = eta.reward_model
+    cached, rm.use_prefix_cache = getattr(rm, "use_prefix_cache", False), False
+    try:
+        return _sequential(eta, inputs, image_embedding, seed, tokens)
+    finally:
+        rm.use_prefix_cache = cached
+
+
+def _sequential(eta: ETA, inputs, image_embedding, seed: int, tokens: int) -> int:
     cfg, vlm = eta.cfg, eta.vlm
     sampler = decoding.TopKSampler(cfg.top_k, cfg.temperature, decoding.make_generator(seed, vlm.device))
     prefix_ids = eta._prefix_ids(inputs, cfg.prefix)

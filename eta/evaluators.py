@@ -7,6 +7,7 @@ assistant turn of that conversation.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Protocol, Sequence
 
@@ -96,6 +97,69 @@ def conversation(prompt: str, response: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
 
 
+class PrefixCache:
+    """Final hidden states of token sequences, reusing the KV cache of their shared prefix.
+
+    Scoring during best-of-N sees N sequences that share everything but their last sentence, and
+    successive calls share the growing response. The prefix common to all sequences of a call is
+    run once (extending the previous call's prefix when it continues it); each sequence's own
+    suffix then runs on a fork of that cache, right-padded in one batch. Causal attention means
+    padding after a sequence's end cannot change its outputs, so no mask is needed.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.base = model.base_model
+        self.device = next(model.parameters()).device
+        self.tokens: list[int] = []
+        self.cache = None
+
+    def reset(self) -> None:
+        self.tokens, self.cache = [], None
+
+    @torch.inference_mode()
+    def last_hidden(self, sequences: list[list[int]]) -> torch.Tensor:
+        """(B, H) final-layer hidden state at the last token of each sequence."""
+        from eta.decoding import new_cache
+
+        shared = common_prefix_length(sequences)
+        shared = min(shared, min(len(x) for x in sequences) - 1)  # every row keeps one token to run
+        prefix = sequences[0][:shared]
+        keep = common_prefix_length([self.tokens, prefix]) if self.cache is not None else 0
+        if self.cache is None or keep == 0:
+            self.cache, self.tokens = new_cache(self.model), []
+        elif keep < len(self.tokens):
+            self.cache.crop(-(len(self.tokens) - keep))
+            self.tokens = self.tokens[:keep]
+        if len(prefix) > keep:
+            self.base(input_ids=torch.tensor([prefix[keep:]], device=self.device), cache=self.cache, use_cache=True)
+            self.tokens = list(prefix)
+        suffixes = [x[shared:] for x in sequences]
+        width = max(len(x) for x in suffixes)
+        ids = torch.tensor([x + [x[-1]] * (width - len(x)) for x in suffixes], device=self.device)
+        child = copy.copy(self.cache)
+        child.layers = [copy.copy(layer) for layer in self.cache.layers]
+        if shared:
+            child.batch_repeat_interleave(len(sequences))
+        hidden = self.base(input_ids=ids, cache=child if shared else None, use_cache=bool(shared)).last_hidden_state
+        last = torch.tensor([len(x) - 1 for x in suffixes], device=self.device)
+        return hidden[torch.arange(len(sequences), device=self.device), last]
+
+
+def common_prefix_length(sequences: list[list[int]]) -> int:
+    n = 0
+    for column in zip(*sequences):
+        if any(t != column[0] for t in column):
+            break
+        n += 1
+    return n
+
+
+def has_plain_head(model, head: str) -> bool:
+    """True for standard transformers heads over ``base_model`` (remote-code models keep their own path)."""
+    return isinstance(getattr(model, head, None), torch.nn.Linear) and type(model).__module__.startswith("transformers.")
+
+
 class SequenceClassifierRM:
     """A scalar reward model (ArmoRM's ``.score``, or the first logit of a classification head)."""
 
@@ -106,6 +170,8 @@ class SequenceClassifierRM:
         self.stand_in = stand_in
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
+        self.prefix_cache = PrefixCache(model) if has_plain_head(model, "score") else None
+        self.use_prefix_cache = self.prefix_cache is not None
 
     def encode(self, prompt: str, response: str) -> list[int]:
         text = self.tokenizer.apply_chat_template(conversation(prompt, response), tokenize=False)
@@ -114,6 +180,9 @@ class SequenceClassifierRM:
     @torch.inference_mode()
     def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
         encoded = [self.encode(prompt, r) for r in responses]
+        if self.use_prefix_cache:
+            hidden = self.prefix_cache.last_hidden(encoded)
+            return self.model.score(hidden).float()[:, 0].tolist()
         scores: list[float] = [0.0] * len(encoded)
         for group in self._groups(encoded):
             ids = [encoded[i] for i in group]
@@ -162,6 +231,8 @@ class GenerativeJudgeRM:
         self.stand_in = stand_in
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
+        self.prefix_cache = PrefixCache(model)
+        self.use_prefix_cache = True
         self.yes_ids = self._first_tokens(["Yes", " Yes", "yes"])
         self.no_ids = self._first_tokens(["No", " No", "no"])
 
@@ -176,9 +247,17 @@ class GenerativeJudgeRM:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def _p_yes(self, logits: torch.Tensor) -> list[float]:
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        yes = torch.logsumexp(logp[:, self.yes_ids], dim=-1)
+        no = torch.logsumexp(logp[:, self.no_ids], dim=-1)
+        return torch.sigmoid(yes - no).tolist()
+
     @torch.inference_mode()
     def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
         encoded = [self.encode(prompt, r) for r in responses]
+        if self.use_prefix_cache:
+            return self._p_yes(self.model.lm_head(self.prefix_cache.last_hidden(encoded)))
         scores: list[float] = []
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         for start in range(0, len(encoded), self.batch_size):
@@ -188,11 +267,8 @@ class GenerativeJudgeRM:
             mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                logits_to_keep=1).logits[:, -1].float()
-            logp = torch.log_softmax(logits, dim=-1)
-            yes = torch.logsumexp(logp[:, self.yes_ids], dim=-1)
-            no = torch.logsumexp(logp[:, self.no_ids], dim=-1)
-            scores.extend(torch.sigmoid(yes - no).tolist())
+                                logits_to_keep=1).logits[:, -1]
+            scores.extend(self._p_yes(logits))
         return scores
 
 

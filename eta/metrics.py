@@ -28,7 +28,7 @@ import math
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -265,7 +265,8 @@ def _mme_subtask(name: str, items: Sequence[MMEItem]) -> dict[str, Metric]:
     for item in items:
         gold = item.answer.strip().lower()
         if gold not in ("yes", "no"):
-            raise ValueError(f"MME {name}/{item.image_id}: answer must be yes/no, got {item.answer!r}")
+            raise ValueError(f"MME {name}/{item.image_id}: answer must be yes/no, "
+                             f"got {item.answer!r}")
         pred = mme_answer(item.response)
         other += pred == "other"
         by_image[item.image_id].append(pred == gold)
@@ -273,23 +274,24 @@ def _mme_subtask(name: str, items: Sequence[MMEItem]) -> dict[str, Metric]:
     if odd:
         log.warning("MME %s: %d images do not have exactly two questions", name, len(odd))
     marks = [m for per_image in by_image.values() for m in per_image]
-    acc = sum(marks) / len(marks)
-    acc_plus = sum(all(v) for v in by_image.values()) / len(by_image)
+    images_right = sum(all(v) for v in by_image.values())
     counts = {"questions": len(marks), "images": len(by_image), "other": other}
+    acc = _rate(f"{name}/acc", sum(marks), len(marks), "higher", counts)
+    acc_plus = _rate(f"{name}/acc_plus", images_right, len(by_image), "higher", counts)
+    score = (acc.value + acc_plus.value) * 100
     return {
-        f"{name}/acc": Metric(f"{name}/acc", acc, "higher", len(marks), counts=counts),
-        f"{name}/acc_plus": Metric(f"{name}/acc_plus", acc_plus, "higher", len(by_image),
-                                   counts=counts),
-        f"{name}/score": Metric(f"{name}/score", (acc + acc_plus) * 100, "higher", len(marks),
-                                counts=counts, unit="points"),
+        acc.name: acc,
+        acc_plus.name: acc_plus,
+        f"{name}/score": Metric(f"{name}/score", score, "higher", len(marks), counts=counts,
+                                unit="points"),
     }
 
 
 def mme_scores(items: Iterable[MMEItem]) -> dict[str, Metric]:
     """Per-subtask acc, acc+ and score, and the perception / cognition totals (points).
 
-    A total sums the subtasks present; ``counts["subtasks"]`` says how many of the family's
-    subtasks were there (10 for perception, 4 for cognition in a full run).
+    A total sums the subtasks present (NaN when none is); ``counts["subtasks"]`` says how many
+    of the family's subtasks were there (10 for perception, 4 for cognition in a full run).
     """
     groups: dict[str, list[MMEItem]] = defaultdict(list)
     for item in items:
@@ -304,7 +306,7 @@ def mme_scores(items: Iterable[MMEItem]) -> dict[str, Metric]:
         present = [n for n in names if n in groups]
         if present and len(present) < len(names):
             log.warning("MME %s: only %d of %d subtasks present", family, len(present), len(names))
-        total = sum(out[f"{n}/score"].value for n in present)
+        total = sum(out[f"{n}/score"].value for n in present) if present else math.nan
         questions = sum(len(groups[n]) for n in present)
         out[family] = Metric(family, total, "higher", questions,
                              counts={"subtasks": len(present)}, unit="points")
@@ -494,7 +496,7 @@ def _mmmu_last(padded: str, candidates: Sequence[str], how: str,
 def mmmu_pro_choice(response: str, options: Sequence[str], rng: random.Random) -> tuple[str, bool]:
     """(letter, guessed): the option the response names; a seeded random letter if none parses."""
     letters = _letters(len(options))
-    by_letter = dict(zip(letters, options))
+    by_letter = dict(zip(letters, options, strict=True))
     tagged = _mmmu_after_answer_tag(response, letters)
     if tagged is not None:
         return tagged, False
@@ -637,7 +639,8 @@ def textvqa_accuracy(prediction: str, gt_answers: Sequence[str]) -> float:
     return _leave_one_out_accuracy(normalize_textvqa_answer(prediction), gts)
 
 
-def vqa_scores(predictions: Sequence[str], gt_answers: Sequence[Sequence[str]]) -> dict[str, Metric]:
+def vqa_scores(predictions: Sequence[str],
+               gt_answers: Sequence[Sequence[str]]) -> dict[str, Metric]:
     """Mean VQAv2 accuracy with its standard error."""
     return {"accuracy": _mean_accuracy(predictions, gt_answers, vqa_accuracy)}
 
@@ -649,7 +652,8 @@ def textvqa_scores(predictions: Sequence[str],
 
 
 def _mean_accuracy(predictions: Sequence[str], gt_answers: Sequence[Sequence[str]],
-                   score: Any) -> Metric:
+                   score: Callable[[str, Sequence[str]], float]) -> Metric:
     if len(predictions) != len(gt_answers):
         raise ValueError(f"{len(predictions)} predictions but {len(gt_answers)} answer lists")
-    return aggregate("accuracy", [score(p, g) for p, g in zip(predictions, gt_answers)])
+    per_item = [score(p, g) for p, g in zip(predictions, gt_answers, strict=True)]
+    return aggregate("accuracy", per_item)

@@ -27,3 +27,24 @@ def test_reward_batches_equal_one_by_one():
 def test_judge_scores_are_probabilities():
     scores = reward_model("smollm2-judge").score("x", ["I'm sorry, I can't help.", "Sure, here is how."])
     assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_prefix_cached_scores_equal_full_recomputation():
+    """Successive best-of-N-like calls (shared, growing prefixes; a call that diverges early) score
+    the same with the shared-prefix cache as with full batched recomputation (fp32, atol 1e-4)."""
+    calls = [
+        ["As an AI assistant, I", "As an AI assistant, you", "As an AI assistant I cannot"],
+        ["As an AI assistant, I cannot help. It is", "As an AI assistant, I cannot help. Sorry"],
+        ["Something else entirely.", "Something else"],
+        ["Something else entirely. And more.", "x"],
+    ]
+    for name in ["tiny-reward", "smollm2-judge"]:
+        rm = reward_model(name)
+        assert rm.use_prefix_cache
+        rm.prefix_cache.reset()
+        for responses in calls:
+            cached = rm.score("Be safe.", responses)
+            rm.use_prefix_cache = False
+            full = rm.score("Be safe.", responses)
+            rm.use_prefix_cache = True
+            torch.testing.assert_close(torch.tensor(cached), torch.tensor(full), atol=1e-4, rtol=1e-4)

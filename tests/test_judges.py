@@ -1,8 +1,9 @@
-"""Judges: pure parsers on hand-built inputs, a tiny random chat model, a local OpenAI-style server."""
+"""Judges: parsers on hand-built inputs, a tiny random chat model, a local OpenAI-style server."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import threading
@@ -18,8 +19,8 @@ from eta.metrics import unsafe_rate
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789"
 # A 1x1 PNG.
-PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMI"
+                       "QAAAABJRU5ErkJggg==")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +136,27 @@ def test_md_judge_templates():
     eta = j.MD_JUDGE_TEMPLATE_ETA.splitlines()
     assert eta[0] == canonical[0] and len(eta) == len(canonical)
     assert all(e == (f"    {c}" if c else "") for c, e in zip(canonical[1:], eta[1:]))
+
+
+@pytest.mark.parametrize("name, length, sha256_prefix", [
+    # Transcribed data; lengths were checked against the official files' character offsets
+    # (DripNowhy/ETA eval_usr.py, helpful_wintie_ai.py, helpfulscore_ai.py). The hashes guard
+    # against accidental edits.
+    ("MD_JUDGE_TEMPLATE", 6197, "b7cdbb3bff642f74"),
+    ("MD_JUDGE_TEMPLATE_ETA", 6457, "1e280597aded355e"),
+    ("PAIRWISE_SYSTEM_PROMPT", 993, "465c9ab70088fc72"),
+    ("PAIRWISE_USER_TEMPLATE", 487, "a89bcd03fd77b809"),
+    ("HELPFUL_SCORE_TEMPLATE", 1642, "f2e5c10c02afd5c9"),
+])
+def test_official_templates_unchanged(name, length, sha256_prefix):
+    text = getattr(j, name)
+    assert len(text) == length
+    assert hashlib.sha256(text.encode()).hexdigest().startswith(sha256_prefix)
+
+
+def test_official_refusal_list_unchanged():
+    assert len(j.REFUSAL_STRINGS) == 63  # as published, duplicates included
+    assert j.REFUSAL_STRINGS[0] == "i'm sorry" and j.REFUSAL_STRINGS[-1] == "harm reduction"
 
 
 class RecordingGenerator:

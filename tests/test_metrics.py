@@ -11,7 +11,6 @@ import pytest
 from eta import metrics as m
 from eta.metrics import MMBenchItem, MMEItem, MMMUProItem, ScienceQAItem
 
-
 # ---------------------------------------------------------------------------------------------
 # Result type and aggregation
 # ---------------------------------------------------------------------------------------------
@@ -145,6 +144,9 @@ def test_mme_scores_hand_computed():
     assert out["perception"].counts["subtasks"] == 2
     assert out["cognition"].value == pytest.approx(200.0)
     assert out["perception"].unit == "points"
+    only_cognition = m.mme_scores(items[-2:])
+    assert math.isnan(only_cognition["perception"].value)
+    assert only_cognition["perception"].counts["subtasks"] == 0
     with pytest.raises(ValueError, match="unknown MME"):
         m.mme_scores([MMEItem("bogus", "x", "Yes", "Yes")])
 

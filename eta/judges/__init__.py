@@ -1,4 +1,4 @@
-"""Judges of the paper: refusal strings (ASR), MD-Judge / Llama Guard (USR), GPT-4-style helpfulness.
+"""Judges of the paper: refusal strings (ASR), MD-Judge / Llama Guard (USR), GPT-4 helpfulness.
 
 * :mod:`eta.judges.refusal` -- refusal-string matching, ``asr_from_jsonl``.
 * :mod:`eta.judges.safety` -- generative safety judges and their verdict parsers.

@@ -35,7 +35,7 @@ def as_messages(prompt: Prompt) -> list[Message]:
 
 
 def text_only(messages: list[Message]) -> tuple[list[Message], int]:
-    """Messages with list contents flattened to their text parts, and how many images were dropped."""
+    """Messages with list contents as text, and how many images were dropped."""
     flat, dropped = [], 0
     for message in messages:
         content = message.get("content")
@@ -82,22 +82,27 @@ class HFChatGenerator:
         self.progress = progress
 
     def format(self, prompt: Prompt) -> str:
-        """The prompt as the model will read it (chat template applied)."""
+        """The prompt as the model will read it (chat template applied, images dropped)."""
+        return self._format(prompt)[0]
+
+    def _format(self, prompt: Prompt) -> tuple[str, int]:
         messages, dropped = text_only(as_messages(prompt))
-        if dropped:
-            log.warning("HFChatGenerator: %d image part(s) dropped for a text-only model", dropped)
-        return self.tokenizer.apply_chat_template(
+        text = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=self.add_generation_prompt)
+        return text, dropped
 
     def __call__(self, prompts: Sequence[Prompt]) -> list[str]:
-        texts = [self.format(p) for p in prompts]
-        ids = [self._encode(t) for t in texts]
+        formatted = [self._format(p) for p in prompts]
+        dropped = sum(n for _, n in formatted)
+        if dropped:
+            log.warning("HFChatGenerator: %d image part(s) dropped for a text-only model", dropped)
+        ids = [self._encode(text) for text, _ in formatted]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[str] = [""] * len(ids)
         starts = range(0, len(order), self.batch_size)
         for start in tqdm(starts, desc="judge batches", disable=not self.progress, leave=False):
             chunk = order[start:start + self.batch_size]
-            for i, text in zip(chunk, self._generate([ids[i] for i in chunk])):
+            for i, text in zip(chunk, self._generate([ids[i] for i in chunk]), strict=True):
                 out[i] = text
         return out
 
@@ -257,7 +262,8 @@ class OpenAIChatGenerator:
         if retryable is not None:
             raise _Retryable(retryable)
         if fatal is not None:
-            raise JudgeRequestError(f"judge request to {self.base_url or 'default'} failed: {fatal}")
+            where = self.base_url or "the default endpoint"
+            raise JudgeRequestError(f"judge request to {where} failed: {fatal}")
         if not response.choices:
             return ""
         return response.choices[0].message.content or ""

@@ -12,8 +12,8 @@ import logging
 import re
 import textwrap
 from collections import Counter
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eta.judges.generators import Prompt, TextGenerator
@@ -173,7 +173,7 @@ class SafetyJudge:
     def judge(self, questions: Sequence[str], responses: Sequence[str]) -> list[SafetyVerdict]:
         if len(questions) != len(responses):
             raise ValueError(f"{len(questions)} questions but {len(responses)} responses")
-        prompts = [self.build(q, r) for q, r in zip(questions, responses)]
+        prompts = [self.build(q, r) for q, r in zip(questions, responses, strict=True)]
         completions = list(self.generator(prompts))
         if len(completions) != len(prompts):
             raise RuntimeError(f"generator returned {len(completions)} completions "
