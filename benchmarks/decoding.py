@@ -39,7 +39,7 @@ from eta.method import ETA  # noqa: E402
 QUESTION = "Describe this picture and tell me a long story about it."
 
 
-def build(model: str, device: str):
+def build(model: str, device: str, layers: int = 32):
     from eta.evaluators import load_clip, load_reward_model
     from eta.models import load_vlm
 
@@ -50,11 +50,11 @@ def build(model: str, device: str):
         return (load_vlm("tiny-llava", device, "float32"), load_reward_model("tiny-reward", device, "float32"),
                 load_clip("tiny-clip", device, "float32"))
     if model == "random-7b":
-        return random_7b(device)
+        return random_7b(device, layers)
     raise SystemExit(f"unknown --model {model!r}: smollm2, tiny or random-7b")
 
 
-def random_7b(device: str):
+def random_7b(device: str, layers: int = 32):
     """Random weights at the paper's sizes: LLaVA-1.5-7B (Llama-7B LM + CLIP-L/336 tower), an
     ArmoRM-sized (Llama-3-8B) reward model, and open_clip ViT-L-14-336, all in bf16."""
     import open_clip
@@ -67,7 +67,7 @@ def random_7b(device: str):
 
     tokenizer = twins._tokenizer_with("<image>")
     dev = torch.device(device)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=4096, intermediate_size=11008, num_hidden_layers=layers,
                        num_attention_heads=32, num_key_value_heads=32, bos_token_id=tokenizer.bos_token_id,
                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
@@ -78,7 +78,7 @@ def random_7b(device: str):
         torch.set_default_dtype(torch.bfloat16)
         vlm_model = LlavaForConditionalGeneration(config)
         rm_config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=4096, intermediate_size=14336,
-                                num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, num_labels=1,
+                                num_hidden_layers=layers, num_attention_heads=32, num_key_value_heads=8, num_labels=1,
                                 pad_token_id=tokenizer.pad_token_id)
         rm_model = LlamaForSequenceClassification(rm_config)
         torch.set_default_dtype(torch.float32)
@@ -194,6 +194,7 @@ def main(argv=None) -> int:
     parser.add_argument("--num-candidates", type=int, default=5)
     parser.add_argument("--max-sentence-tokens", type=int, default=70)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", type=int, default=32, help="random-7b: decoder layers (32 = the real size)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     parser.add_argument("--quick", action="store_true", help="64 tokens, 2 repeats (< 60 s on 2 CPU cores)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -208,7 +209,7 @@ def main(argv=None) -> int:
     from PIL import Image
 
     device = pick_device(args.device)
-    vlm, rm, clip = build(args.model, str(device))
+    vlm, rm, clip = build(args.model, str(device), args.layers)
     vlm.eos_token_ids = []  # every variant decodes exactly --tokens tokens
     cfg = replace(ETAConfig(), max_new_tokens=args.tokens, num_candidates=args.num_candidates,
                   max_sentence_tokens=args.max_sentence_tokens)

@@ -7,7 +7,7 @@ Vanilla decoding, shallow alignment and sentence-level best-of-N all run on it:
 * ``fork`` makes N rows that share the prefix without recomputing it; the parent is untouched.
 * ``sample_continuations`` decodes all rows as one batch until each stops (a stop string found
   through the tokenizer, an end-of-sequence token, or a token budget).
-* ``advance`` keeps one row of a forked state, cut to the tokens it really produced.
+* ``advance`` continues from one row of a decoded batch.
 
 Token choice and stopping are plain callables, in the manner of transformers' logits processors
 and stopping criteria.
@@ -47,7 +47,10 @@ class Continuations:
     lengths: torch.Tensor  # (B,) tokens each row produced, its stop token included
     ended_eos: torch.Tensor  # (B,) bool: the row stopped on an end-of-sequence token
     stopped: torch.Tensor  # (B,) bool: the row stopped on EOS or a stop string (not the budget)
-    state: DecodeState  # the batch's state after decoding (cache holds all but the last step)
+    start_length: int  # tokens in the cache before decoding
+    row_caches: list[list[tuple]]  # per row, per cache layer: (keys, values) once the row ended
+    template: Any  # the batch's cache object, to build per-row caches like it
+    step_extra: dict[str, torch.Tensor]
 
     def row(self, i: int, include_eos: bool = False) -> list[int]:
         n = int(self.lengths[i]) - (0 if include_eos or not bool(self.ended_eos[i]) else 1)
@@ -109,24 +112,27 @@ def fork(state: DecodeState, n: int) -> DecodeState:
     )
 
 
-def advance(cont: Continuations, row: int) -> DecodeState:
-    """Keep ``row`` of a decoded batch; its cache is cut to the tokens that row produced.
+def _row_slices(cache, positions: list[int]) -> list[list[tuple]]:
+    """Views of the cache rows at ``positions`` (kept alive after the batch cache moves on)."""
+    return [[(layer.keys[p: p + 1], layer.values[p: p + 1]) if layer.keys is not None else (None, None)
+             for layer in cache.layers] for p in positions]
 
-    The row's last token becomes the pending token. The batch's state is consumed.
-    """
-    state = cont.state
+
+def advance(cont: Continuations, row: int) -> DecodeState:
+    """Continue from ``row`` of a decoded batch: its cache holds the prefix and all its tokens but
+    the last, which becomes the pending token."""
     n = int(cont.lengths[row])
     if n == 0:
         raise ValueError("cannot advance on an empty continuation")
-    index = torch.tensor([row], device=state.pending.device)
-    state.cache.batch_select_indices(index)
-    steps = cont.tokens.shape[1]
-    state.cache.crop(-(steps - n)) if steps > n else None
+    cache = copy.copy(cont.template)
+    cache.layers = [copy.copy(layer) for layer in cont.template.layers]
+    for layer, (keys, values) in zip(cache.layers, cont.row_caches[row]):
+        layer.keys, layer.values = keys, values
     return DecodeState(
-        cache=state.cache,
+        cache=cache,
         pending=cont.tokens[row: row + 1, n - 1: n],
-        length=state.length - (steps - n),
-        step_extra={k: v[row: row + 1] for k, v in state.step_extra.items()},
+        length=cont.start_length + n,
+        step_extra={k: v[row: row + 1] for k, v in cont.step_extra.items()},
     )
 
 
@@ -141,37 +147,54 @@ def sample_continuations(
 ) -> Continuations:
     """Decode every row of ``state`` as one batch until each row stops or ``max_tokens``.
 
-    The state's cache grows in place (fork first to keep a parent).
+    A row that stops leaves the batch at once (its cache rows are kept aside), so the remaining
+    rows decode at the cost of a smaller batch. The state's cache is consumed (fork first to keep
+    a parent).
     """
     if max_tokens < 1:
         raise ValueError("max_tokens must be at least 1")
     batch = state.batch_size
     device = state.pending.device
-    eos = torch.tensor(vlm.eos_token_ids, device=device)
+    eos = torch.tensor(vlm.eos_token_ids, device=device, dtype=torch.long)
     tokens = torch.zeros(batch, max_tokens, dtype=torch.long, device=device)
     lengths = torch.full((batch,), max_tokens, dtype=torch.long, device=device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
     ended_eos = torch.zeros(batch, dtype=torch.bool, device=device)
-    next_input = state.pending
+    stopped = torch.zeros(batch, dtype=torch.bool, device=device)
+    row_caches: list[list[tuple] | None] = [None] * batch
+    active = torch.arange(batch, device=device)  # original row of each batch position
+    active_rows = list(range(batch))
+    cache, extra, next_input = state.cache, dict(state.step_extra), state.pending
     steps = 0
     for t in range(max_tokens):
-        logits = vlm.forward(next_input, state.cache, extra=state.step_extra)
-        state.length += 1
+        logits = vlm.forward(next_input, cache, extra=extra)
         token = choose(logits)
-        token = torch.where(done, tokens[:, max(t - 1, 0)], token)  # finished rows: filler
-        tokens[:, t] = token
+        tokens[active, t] = token
         steps = t + 1
         is_eos = torch.isin(token, eos)
-        hit = is_eos if stop is None else is_eos | stop(tokens[:, :steps])
-        new = hit & ~done
-        lengths = torch.where(new, steps, lengths)
-        ended_eos |= new & is_eos
-        done |= new
-        if bool(done.all()):
+        hit = is_eos if stop is None else is_eos | stop(tokens[active, :steps])
+        if not bool(hit.any()):
+            next_input = token[:, None]
+            continue
+        lengths[active[hit]] = steps
+        ended_eos[active[hit]] = is_eos[hit]
+        stopped[active[hit]] = True
+        ended = hit.nonzero().flatten().tolist()
+        for pos, rows in zip(ended, _row_slices(cache, ended)):
+            row_caches[active_rows[pos]] = rows
+        keep = (~hit).nonzero().flatten()
+        if keep.numel() == 0:
             break
+        cache.batch_select_indices(keep)
+        active, token = active[keep], token[keep]
+        active_rows = [active_rows[p] for p in keep.tolist()]
+        extra = {k: v[keep] for k, v in extra.items()}
         next_input = token[:, None]
-    return Continuations(tokens=tokens[:, :steps], lengths=lengths, ended_eos=ended_eos,
-                         stopped=done.clone(), state=state)
+    else:  # rows that ran out of budget
+        for pos, rows in enumerate(_row_slices(cache, list(range(len(active_rows))))):
+            row_caches[active_rows[pos]] = rows
+    return Continuations(tokens=tokens[:, :steps], lengths=lengths, ended_eos=ended_eos, stopped=stopped,
+                         start_length=state.length, row_caches=row_caches, template=cache,
+                         step_extra=state.step_extra)
 
 
 # ------------------------------------------------------------------------- token choice and stops

@@ -43,7 +43,9 @@ class ClipScorer:
     @torch.inference_mode()
     def embed_images(self, images: Sequence) -> torch.Tensor:
         pixels = torch.stack([self.preprocess(img.convert("RGB")) for img in images]).to(self.device)
-        dtype = next(self.model.parameters()).dtype
+        tower = getattr(self.model, "visual", self.model)
+        stem = getattr(tower, "conv1", None)  # ViT towers: the patch embedding sets the input dtype
+        dtype = stem.weight.dtype if stem is not None else next(tower.parameters()).dtype
         features = self.model.encode_image(pixels.to(dtype)).float()
         return torch.nn.functional.normalize(features, dim=-1)
 
@@ -102,9 +104,10 @@ class PrefixCache:
 
     Scoring during best-of-N sees N sequences that share everything but their last sentence, and
     successive calls share the growing response. The prefix common to all sequences of a call is
-    run once (extending the previous call's prefix when it continues it); each sequence's own
-    suffix then runs on a fork of that cache, right-padded in one batch. Causal attention means
-    padding after a sequence's end cannot change its outputs, so no mask is needed.
+    run once (extending the previous call's prefix when it continues it). The N suffixes are then
+    packed into one row behind that prefix, each attending to the prefix and causally to itself
+    only (a block-diagonal mask, positions restarting after the prefix): no padding, no copies of
+    the prefix cache, one forward pass.
     """
 
     def __init__(self, model):
@@ -123,7 +126,7 @@ class PrefixCache:
         from eta.decoding import new_cache
 
         shared = common_prefix_length(sequences)
-        shared = min(shared, min(len(x) for x in sequences) - 1)  # every row keeps one token to run
+        shared = min(shared, min(len(x) for x in sequences) - 1)  # every sequence keeps a token to run
         prefix = sequences[0][:shared]
         keep = common_prefix_length([self.tokens, prefix]) if self.cache is not None else 0
         if self.cache is None or keep == 0:
@@ -135,15 +138,37 @@ class PrefixCache:
             self.base(input_ids=torch.tensor([prefix[keep:]], device=self.device), cache=self.cache, use_cache=True)
             self.tokens = list(prefix)
         suffixes = [x[shared:] for x in sequences]
-        width = max(len(x) for x in suffixes)
-        ids = torch.tensor([x + [x[-1]] * (width - len(x)) for x in suffixes], device=self.device)
-        child = copy.copy(self.cache)
+        child = copy.copy(self.cache)  # the packed suffixes extend a copy; the prefix cache stays as is
         child.layers = [copy.copy(layer) for layer in self.cache.layers]
-        if shared:
-            child.batch_repeat_interleave(len(sequences))
-        hidden = self.base(input_ids=ids, cache=child if shared else None, use_cache=bool(shared)).last_hidden_state
-        last = torch.tensor([len(x) - 1 for x in suffixes], device=self.device)
-        return hidden[torch.arange(len(sequences), device=self.device), last]
+        ids, mask, positions, last = pack(suffixes, shared, self.device, self.attention_kind())
+        hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions, cache=child,
+                           use_cache=True).last_hidden_state[0]
+        return hidden[last]
+
+    def attention_kind(self) -> str:
+        return getattr(self.model.config, "_attn_implementation", None) or "sdpa"
+
+
+def pack(suffixes: list[list[int]], prefix_length: int, device, attention: str):
+    """One row holding every suffix; a mask that lets each see the prefix and its own past only."""
+    total = sum(len(x) for x in suffixes)
+    allowed = torch.zeros(total, prefix_length + total, dtype=torch.bool)
+    allowed[:, :prefix_length] = True
+    positions, last, offset = [], [], 0
+    for suffix in suffixes:
+        n = len(suffix)
+        block = slice(prefix_length + offset, prefix_length + offset + n)
+        allowed[offset: offset + n, block] = torch.ones(n, n, dtype=torch.bool).tril()
+        positions.extend(range(prefix_length, prefix_length + n))
+        offset += n
+        last.append(offset - 1)
+    if attention == "eager":
+        mask = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    else:
+        mask = allowed
+    ids = torch.tensor([[t for x in suffixes for t in x]], device=device)
+    return (ids, mask[None, None].to(device), torch.tensor([positions], device=device),
+            torch.tensor(last, device=device))
 
 
 def common_prefix_length(sequences: list[list[int]]) -> int:
