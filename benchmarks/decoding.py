@@ -122,7 +122,7 @@ def sequential_official(eta: ETA, inputs, image_embedding, seed: int, tokens: in
 def _sequential(eta: ETA, inputs, image_embedding, seed: int, tokens: int) -> int:
     cfg, vlm = eta.cfg, eta.vlm
     sampler = decoding.TopKSampler(cfg.top_k, cfg.temperature, decoding.make_generator(seed, vlm.device))
-    prefix_ids = eta._prefix_ids(inputs, cfg.prefix)
+    prefix_ids = eta._prefix_ids(inputs["input_ids"][0].tolist(), cfg.prefix)
     state = decoding.prefill(vlm, inputs)
     response: list[int] = []
     sentence_idx = 1

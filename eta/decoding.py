@@ -35,6 +35,7 @@ class DecodeState:
     pending: torch.Tensor  # (B, 1): the next token to feed; not yet in the cache
     length: int  # tokens held by the cache
     step_extra: dict[str, torch.Tensor] = field(default_factory=dict)  # per-token model inputs (B, 1, ...)
+    mask: torch.Tensor | None = None  # (B, length + 1) for left-padded batches; None when unpadded
 
     @property
     def batch_size(self) -> int:
@@ -97,10 +98,29 @@ def prefill(vlm, inputs: dict[str, Any]) -> DecodeState:
                        step_extra=step_extra)
 
 
+@torch.inference_mode()
+def prefill_batch(vlm, inputs: dict[str, Any]) -> DecodeState:
+    """Prefill several left-padded prompts (``vlm.encode_batch``) as one batch."""
+    input_ids, prefill_kwargs, step_extra = split_inputs(inputs)
+    mask = inputs.get("attention_mask")
+    if mask is None or bool(mask.all()):
+        if input_ids.shape[0] == 1:
+            return prefill(vlm, inputs)
+        mask = torch.ones_like(input_ids)
+    if not bool(mask[:, -1].all()):
+        raise ValueError("batched prompts must be left-padded")
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = new_cache(vlm.model)
+    vlm.forward(input_ids[:, :-1], cache, extra=prefill_kwargs, attention_mask=mask[:, :-1],
+                position_ids=positions[:, :-1])
+    return DecodeState(cache=cache, pending=input_ids[:, -1:], length=input_ids.shape[1] - 1,
+                       step_extra=step_extra, mask=mask)
+
+
 def fork(state: DecodeState, n: int) -> DecodeState:
     """N rows sharing the prefix of a batch-1 state; the parent's tensors are never written."""
-    if state.batch_size != 1:
-        raise ValueError("fork takes a batch-1 state")
+    if state.batch_size != 1 or state.mask is not None:
+        raise ValueError("fork takes an unpadded batch-1 state")
     child = copy.copy(state.cache)
     child.layers = [copy.copy(layer) for layer in state.cache.layers]
     child.batch_repeat_interleave(n)  # assigns new tensors on the copied layers
@@ -163,10 +183,15 @@ def sample_continuations(
     row_caches: list[list[tuple] | None] = [None] * batch
     active = torch.arange(batch, device=device)  # original row of each batch position
     active_rows = list(range(batch))
-    cache, extra, next_input = state.cache, dict(state.step_extra), state.pending
+    cache, extra, next_input, mask = state.cache, dict(state.step_extra), state.pending, state.mask
     steps = 0
     for t in range(max_tokens):
-        logits = vlm.forward(next_input, cache, extra=extra)
+        if mask is None:
+            logits = vlm.forward(next_input, cache, extra=extra)
+        else:
+            logits = vlm.forward(next_input, cache, extra=extra, attention_mask=mask,
+                                 position_ids=mask.sum(-1, keepdim=True) - 1)
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         token = choose(logits)
         tokens[active, t] = token
         steps = t + 1
@@ -188,6 +213,7 @@ def sample_continuations(
         active, token = active[keep], token[keep]
         active_rows = [active_rows[p] for p in keep.tolist()]
         extra = {k: v[keep] for k, v in extra.items()}
+        mask = mask[keep] if mask is not None else None
         next_input = token[:, None]
     else:  # rows that ran out of budget
         for pos, rows in enumerate(_row_slices(cache, list(range(len(active_rows))))):

@@ -24,6 +24,7 @@ from eta.decoding import (
     greedy,
     make_generator,
     prefill,
+    prefill_batch,
     sample_continuations,
 )
 
@@ -120,11 +121,20 @@ class ETA:
 
     def generate(self, question: str, image: Image.Image | None, prefix: str = "") -> tuple[str, int]:
         """Greedy decoding (the vanilla answer, or the shallow-aligned one with a prefix)."""
-        inputs = self.vlm.encode(question, image, assistant_prefix=prefix)
-        cont = sample_continuations(self.vlm, prefill(self.vlm, inputs), max_tokens=self.cfg.max_new_tokens,
-                                    choose=greedy)
-        tokens = cont.row(0)
-        return self._assistant_text(inputs, prefix, tokens), len(tokens)
+        return self.generate_batch([question], [image], prefix)[0]
+
+    def generate_batch(self, questions: list[str], images: list, prefix: str = "",
+                       max_new_tokens: int | None = None) -> list[tuple[str, int]]:
+        """Greedy decoding of several prompts as one left-padded batch: (text, tokens) each."""
+        inputs = self.vlm.encode_batch(questions, images, assistant_prefix=prefix)
+        cont = sample_continuations(self.vlm, prefill_batch(self.vlm, inputs),
+                                    max_tokens=max_new_tokens or self.cfg.max_new_tokens, choose=greedy)
+        out = []
+        for row in range(len(questions)):
+            tokens = cont.row(row)
+            prefix_ids = self._prefix_ids(inputs["input_ids"][row].tolist(), prefix)
+            out.append((self.vlm.decode(prefix_ids + tokens), len(tokens)))
+        return out
 
     def evaluate(self, vanilla: str, image_embedding: torch.Tensor | None) -> tuple[float | None, float]:
         """(s_pre, s_post): CLIP pre-score (None without image) and reward of the vanilla answer."""
@@ -143,7 +153,7 @@ class ETA:
             text, n = self.generate(question, image, prefix)
             return text, n, 0, 0
         inputs = self.vlm.encode(question, image, assistant_prefix=prefix)
-        prefix_ids = self._prefix_ids(inputs, prefix)
+        prefix_ids = self._prefix_ids(inputs["input_ids"][0].tolist(), prefix)
 
         def score(response: list[int], candidates: list[list[int]], sentence_idx: int, any_eos: bool) -> list[float]:
             head = self.vlm.decode(prefix_ids + response)
@@ -202,15 +212,11 @@ class ETA:
             torch.cuda.synchronize(self.vlm.device)
         return time.perf_counter()
 
-    def _prefix_ids(self, inputs: dict[str, Any], prefix: str) -> list[int]:
+    def _prefix_ids(self, ids: list[int], prefix: str) -> list[int]:
         """The prompt tokens that belong to the assistant turn (the interference prefix)."""
         if not prefix:
             return []
-        ids = inputs["input_ids"][0].tolist()
         for k in range(1, min(len(ids), 64) + 1):
             if self.vlm.decode(ids[-k:]).strip() == prefix.strip():
                 return ids[-k:]
         raise ValueError(f"could not find the prefix {prefix!r} at the end of the prompt tokens")
-
-    def _assistant_text(self, inputs: dict[str, Any], prefix: str, tokens: list[int]) -> str:
-        return self.vlm.decode(self._prefix_ids(inputs, prefix) + tokens)

@@ -158,6 +158,8 @@ class VLM:
         self.multimodal = processor is not None and hasattr(processor, "image_processor")
         self.device = next(model.parameters()).device
         self.eos_token_ids = sorted(eos_token_ids(model, tokenizer))
+        if tokenizer.pad_token is None:  # batched prompts are left-padded; the pad id is masked out
+            tokenizer.pad_token = tokenizer.eos_token
 
     @property
     def dtype(self) -> torch.dtype:
@@ -180,18 +182,34 @@ class VLM:
 
     def encode(self, question: str, image=None, assistant_prefix: str = "") -> dict[str, torch.Tensor]:
         """Prompt tensors (batch 1) on the model's device, ready for ``eta.decoding.prefill``."""
-        if not question or not question.strip():
-            raise ValueError("the question is empty")
-        text = self.prompt_text(question, image is not None, assistant_prefix)
+        return self.encode_batch([question], [image], assistant_prefix)
+
+    def encode_batch(self, questions: list[str], images: list, assistant_prefix: str = "") -> dict[str, torch.Tensor]:
+        """Left-padded prompt tensors for several questions (all with an image, or all without)."""
+        for i, question in enumerate(questions):
+            if not question or not question.strip():
+                raise ValueError(f"the question is empty (item {i} of the batch)" if len(questions) > 1
+                                 else "the question is empty")
+        with_image = [img is not None for img in images]
+        if any(with_image) and not all(with_image):
+            raise ValueError("a batch mixes inputs with and without an image; batch them apart")
+        texts = [self.prompt_text(q, with_image[0], assistant_prefix) for q in questions]
         bos = self.tokenizer.bos_token
-        add_special = not (bos and text.startswith(bos))
-        if self.multimodal:
-            kwargs = {"text": [text], "return_tensors": "pt", "add_special_tokens": add_special}
-            if image is not None:
-                kwargs["images"] = [image]
-            inputs = dict(self.processor(**kwargs))
-        else:
-            inputs = dict(self.tokenizer([text], return_tensors="pt", add_special_tokens=add_special))
+        add_special = not (bos and texts[0].startswith(bos))
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"
+        try:
+            if self.multimodal:
+                kwargs = {"text": texts, "return_tensors": "pt", "add_special_tokens": add_special,
+                          "padding": True}
+                if with_image[0]:
+                    kwargs["images"] = [[img] for img in images]  # one image per prompt
+                inputs = dict(self.processor(**kwargs))
+            else:
+                inputs = dict(self.tokenizer(texts, return_tensors="pt", add_special_tokens=add_special,
+                                             padding=True))
+        finally:
+            self.tokenizer.padding_side = side
         inputs.pop("token_type_ids", None)
         out = {}
         for key, value in inputs.items():

@@ -112,3 +112,20 @@ def test_top_k_sampler_stays_in_the_top_k_and_is_seeded():
     assert set(a.tolist()) <= set(range(95, 100)) and len(set(a.tolist())) > 1
     with pytest.raises(ValueError):
         decoding.TopKSampler(0, 1.0)
+
+
+@pytest.mark.parametrize("arch", ["tiny-llava", "tiny-mllama", "smollm2"])
+def test_left_padded_batch_equals_one_by_one(arch, photo):
+    """Vanilla decoding of prompts of different lengths as one left-padded batch gives, token for
+    token, what each prompt gives alone."""
+    from eta.config import ETAConfig
+    from eta.method import ETA
+    from tests.conftest import clip, reward_model
+
+    model = load(arch)
+    eta = ETA(model, reward_model("tiny-reward"), clip(), ETAConfig(max_new_tokens=12))
+    questions = ["Hi.", "Tell me a long story about a cat who went to the sea and back again.", "Why?"]
+    images = [photo if model.multimodal else None] * 3
+    batched = eta.generate_batch(questions, images)
+    alone = [eta.generate(q, i) for q, i in zip(questions, images)]
+    assert batched == alone
