@@ -28,12 +28,26 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print one JSON object")
 
     lst = sub.add_parser("list", help="list registered names")
-    lst.add_argument("what", choices=["models", "benchmarks", "profiles"])
+    lst.add_argument("what", choices=["models", "benchmarks", "profiles", "methods"])
     lst.add_argument("--json", action="store_true")
 
     judge = sub.add_parser("judge", help="score a file of responses")
     judge.add_argument("judge", choices=["asr"], help="asr: refusal-string attack success rate")
     judge.add_argument("file", help="JSONL with `question` and `response` per line")
+
+    ev = sub.add_parser("evaluate", help="generate, judge and aggregate a benchmark with a method (resumable)")
+    ev.add_argument("--profile", default=DEFAULT_PROFILE)
+    ev.add_argument("--benchmark", required=True)
+    ev.add_argument("--method", required=True, help="vanilla, eta, eta-deep-only, ..., ecso (list methods)")
+    ev.add_argument("--limit", type=int, default=None, help="a seeded subset of this many samples")
+    ev.add_argument("--seed", type=int, default=None)
+    ev.add_argument("--store", default=None, help="SQLite store (default: the profile's engine.store)")
+    ev.add_argument("--data", default=None, help="benchmark release directory (default: env / ETA_DATA_DIR)")
+    ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a profile value (repeatable)")
+    ev.add_argument("--no-judge", action="store_true", help="generate only")
+    ev.add_argument("--export", default=None, help="also write this run's records as JSONL here")
+    ev.add_argument("--json", action="store_true", help="print one JSON object of metrics")
 
     cal = sub.add_parser("calibrate", help="print a reward model's scores on refusals vs compliance")
     cal.add_argument("--profile", default=DEFAULT_PROFILE)
@@ -84,6 +98,10 @@ def cmd_list(args) -> int:
         from eta.models import list_models
 
         rows = list_models()
+    elif args.what == "methods":
+        from eta.methods import METHODS
+
+        rows = [{"name": m.name, "description": m.description} for m in METHODS.values()]
     elif args.what == "profiles":
         from eta.config import profile_names
 
@@ -109,6 +127,35 @@ def cmd_judge(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from eta.engine import evaluate
+    from eta.store import Store
+
+    overrides = dict(parse_override(o) for o in args.overrides)
+    profile = load_profile(args.profile, overrides)
+    with Store(args.store or profile.engine.store) as store:
+        ev = evaluate(profile, args.benchmark, args.method, limit=args.limit, seed=args.seed, store=store,
+                      data_root=args.data, judge=not args.no_judge)
+        if ev is None:  # a shard other than the first: its part is in the store
+            return 0
+        if args.export:
+            store.export_jsonl(args.export, ev.records)
+    payload = ev.to_dict()
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    if profile.stand_in:
+        print(f"[profile {profile.name}: stand-in models, not the paper's checkpoints]")
+    print(f"{ev.run.method} on {ev.run.benchmark} ({len(ev.records)} samples, {ev.skipped} skipped), model {ev.run.model}")
+    for name, m in ev.metrics.items():
+        value = "n/a" if m["value"] is None else f"{m['value']:.4f}"
+        spread = f" ± {m['stderr']:.4f}" if m.get("stderr") is not None else (
+            f" [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]" if m.get("ci") and None not in m["ci"] else "")
+        arrow = "↓" if m["direction"] == "lower" else "↑"
+        print(f"  {name:24s} {value}{spread}  {arrow}  {m.get('counts') or ''}")
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     from eta.calibration import calibrate_reward_model
 
@@ -117,4 +164,5 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "list": cmd_list, "judge": cmd_judge, "calibrate": cmd_calibrate}
+COMMANDS = {"generate": cmd_generate, "list": cmd_list, "judge": cmd_judge, "calibrate": cmd_calibrate,
+            "evaluate": cmd_evaluate}

@@ -83,6 +83,28 @@ class ModelsConfig:
 
 
 @dataclass
+class JudgesConfig:
+    """Who scores the outputs. Models are registry names, hub ids or local paths."""
+
+    safety: str = "OpenSafetyLab/MD-Judge-v0_2-internlm2_7b"  # USR judge; "none" to skip
+    safety_template: Literal["md-judge", "md-judge-eta", "llama-guard"] = "md-judge"
+    safety_max_new_tokens: int = 64
+    helpfulness: str = "gpt-4-turbo"  # pairwise / 1-10 judge: an OpenAI-compatible model, or a local one
+    helpfulness_backend: Literal["openai", "local"] = "openai"
+    helpfulness_max_new_tokens: int = 512
+    batch_size: int = 8
+    trust_remote_code: bool = False  # MD-Judge (InternLM2) ships its model code
+
+
+@dataclass
+class EngineConfig:
+    """How evaluation runs: batching of plain decoding, seeds, where results go."""
+
+    batch_size: int = 8  # prompts decoded together in vanilla / ECSO generation
+    store: str = "results/store.sqlite"
+
+
+@dataclass
 class Profile:
     name: str = "paper"
     description: str = ""
@@ -90,6 +112,8 @@ class Profile:
     seed: int = 0
     models: ModelsConfig = field(default_factory=ModelsConfig)
     eta: ETAConfig = field(default_factory=ETAConfig)
+    judges: JudgesConfig = field(default_factory=JudgesConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
 
 def params_dir() -> Path:

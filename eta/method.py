@@ -178,32 +178,46 @@ class ETA:
     # --------------------------------------------------------------------------------------- run
 
     def run(self, question: str, image: Image.Image | str | Path | None = None, seed: int | None = None) -> ETAResult:
+        return self.run_batch([question], [image], seed=seed)[0]
+
+    def run_batch(self, questions: list[str], images: list, seed: int | None = None,
+                  sample_ids: list[str] | None = None) -> list[ETAResult]:
+        """ETA on several inputs (all with an image, or all without). The vanilla answers are
+        decoded as one batch and scored together; aligning is per input, seeded per input so the
+        outcome does not depend on batching. Batch-level times are split evenly per input."""
         cfg = self.cfg
-        image_name = str(image) if isinstance(image, (str, Path)) else (None if image is None else "<image>")
-        img = open_image(image)
-        sample_seed = stable_seed(self.seed if seed is None else seed, question, image_name or "")
-        timings: dict[str, float] = {}
+        names = [str(i) if isinstance(i, (str, Path)) else (None if i is None else "<image>") for i in images]
+        imgs = [open_image(i) for i in images]
+        base_seed = self.seed if seed is None else seed
+        ids = sample_ids or [f"{q}\x1f{n or ''}" for q, n in zip(questions, names)]
+        n = len(questions)
         t0 = self._clock()
-        vanilla, vanilla_tokens = self.generate(question, img)
+        vanilla = self.generate_batch(questions, imgs)
         t1 = self._clock()
-        image_embedding = self.clip.embed_images([img])[0] if img is not None else None
-        s_pre, s_post = self.evaluate(vanilla, image_embedding)
-        pre_unsafe = None if s_pre is None else s_pre >= cfg.tau_pre
-        post_unsafe = s_post <= cfg.tau_post
-        aligned = decide(cfg, pre_unsafe, post_unsafe) and (cfg.shallow or cfg.deep)
+        embeddings = self.clip.embed_images(imgs) if imgs[0] is not None else [None] * n
+        s_post = self.reward_model.score(cfg.prompts.post, [text for text, _ in vanilla])
+        s_pre = [None if e is None else self.clip.pre_score(e, cfg.prompts.safety) for e in embeddings]
         t2 = self._clock()
-        response, response_tokens, sentences, scored = vanilla, vanilla_tokens, 0, 0
-        if aligned:
-            response, response_tokens, sentences, scored = self.align(question, img, image_embedding, sample_seed)
-        t3 = self._clock()
-        timings.update(generate=t1 - t0, evaluate=t2 - t1, align=t3 - t2, total=t3 - t0)
-        return ETAResult(
-            question=question, image=image_name, vanilla=vanilla, response=response, s_pre=s_pre,
-            s_post=s_post, pre_unsafe=pre_unsafe, post_unsafe=post_unsafe, aligned=aligned,
-            branch=branch_name(cfg) if aligned else "vanilla", vanilla_tokens=vanilla_tokens,
-            response_tokens=response_tokens, sentences=sentences, candidates_scored=scored,
-            timings=timings,
-        )
+        results = []
+        for i in range(n):
+            pre_unsafe = None if s_pre[i] is None else s_pre[i] >= cfg.tau_pre
+            post_unsafe = s_post[i] <= cfg.tau_post
+            aligned = decide(cfg, pre_unsafe, post_unsafe) and (cfg.shallow or cfg.deep)
+            response, response_tokens, sentences, scored = vanilla[i][0], vanilla[i][1], 0, 0
+            ta = self._clock()
+            if aligned:
+                response, response_tokens, sentences, scored = self.align(
+                    questions[i], imgs[i], embeddings[i], stable_seed(base_seed, ids[i]))
+            align_s = self._clock() - ta
+            timings = {"generate": (t1 - t0) / n, "evaluate": (t2 - t1) / n, "align": align_s}
+            timings["total"] = sum(timings.values())
+            results.append(ETAResult(
+                question=questions[i], image=names[i], vanilla=vanilla[i][0], response=response, s_pre=s_pre[i],
+                s_post=s_post[i], pre_unsafe=pre_unsafe, post_unsafe=post_unsafe, aligned=aligned,
+                branch=branch_name(cfg) if aligned else "vanilla", vanilla_tokens=vanilla[i][1],
+                response_tokens=response_tokens, sentences=sentences, candidates_scored=scored, timings=timings,
+            ))
+        return results
 
     # ----------------------------------------------------------------------------------- helpers
 

