@@ -146,7 +146,10 @@ def paper_metrics(section: str, *path: str, key_suffix: str = "", benchmark: str
     for key, value in node.items():
         bench, _, metric = key.rpartition("/")
         bench = benchmark if benchmark is not None and bench else bench
-        out[f"{bench}/{metric}{key_suffix}" if bench else f"{metric}{key_suffix}"] = float(value)
+        new_key = f"{bench}/{metric}{key_suffix}" if bench else f"{metric}{key_suffix}"
+        if new_key in out:
+            raise KeyError(f"renaming the benchmark to {benchmark!r} makes {new_key!r} ambiguous")
+        out[new_key] = float(value)
     return out
 
 

@@ -111,11 +111,18 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 
 def test_sharded_run_equals_a_single_process(tmp_path):
+    """`accelerate launch` with two CPU processes: each takes its shard, the first aggregates."""
     args = ["--benchmark", BENCH, "--method", "eta", "--limit", "6", "--json"]
     shared = tmp_path / "shared.sqlite"
-    procs = [cli(*args, "--store", str(shared), env={"RANK": str(r), "WORLD_SIZE": "2"}) for r in (0, 1)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    launch = subprocess.run(
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "eta", "evaluate", "--profile", "tiny",
+         *args, "--store", str(shared)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    assert "3/3" in launch.stderr and "6/6" not in launch.stderr  # each process ran half of the samples
+    outs = [(launch.stdout, launch.stderr)]
     single = cli(*args, "--store", str(tmp_path / "single.sqlite"))
     out, err = single.communicate(timeout=300)
     assert single.returncode == 0, err
