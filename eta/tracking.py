@@ -163,7 +163,7 @@ def start_run(notebook: str, profile: Profile, params: Mapping[str, Any], *, gro
         mode=mode,
         dir=directory,
         save_code=False,
-        reinit="create_new",
+        reinit="finish_previous",  # re-running the start cell in JupyterLab closes the previous run
     )
     log.info("W&B run %s (%s mode, group %s)", getattr(run, "name", notebook), mode, group)
     _install_failure_hook(run)
@@ -205,12 +205,18 @@ def _install_failure_hook(run) -> None:
     shell = _ipython()
     if shell is None:
         return
+    for stale in list(_failure_hooks):  # one tracked run at a time in a kernel
+        with contextlib.suppress(Exception):
+            shell.events.unregister("post_run_cell", _failure_hooks.pop(stale))
 
     def finish_on_error(result) -> None:
         if result.error_in_exec is None and result.error_before_exec is None:
             return
         log.error("a cell raised; finishing W&B run %s as failed", getattr(run, "name", ""))
-        finish_run(run, exit_code=1)
+        try:
+            finish_run(run, exit_code=1)
+        except Exception as exc:  # never mask the cell's own error
+            log.warning("could not finish the W&B run: %s", exc)
 
     shell.events.register("post_run_cell", finish_on_error)
     _failure_hooks[id(run)] = finish_on_error

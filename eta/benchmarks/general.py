@@ -141,7 +141,7 @@ def mmbench_example(ctx: LoadContext, row: dict, image: Path) -> Example:
         question=f"{question}\n{lettered(options)}\n{OPTION_LETTER_PROMPT}",
         image=image, category=optional_text(row, "category"),
         reference=optional_text(row, "answer"), choices=tuple(options),
-        meta={"index": index, "circular_group": index % 1_000_000, "hint": hint,
+        meta={"index": index, "circular_group": index % 1_000_000, "group": str(index % 1_000_000), "hint": hint,
               "l2_category": optional_text(row, "l2-category") or optional_text(row, "L2-category"),
               "source": optional_text(row, "source"), "split": optional_text(row, "split")},
     )
