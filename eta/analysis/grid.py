@@ -1,0 +1,185 @@
+"""Benchmarks x methods through the run engine, as tables and plots for the notebooks.
+
+Every generation comes from (and goes to) the run engine's store, so notebooks never recompute
+what another notebook (or an earlier run) already made with the same parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from eta.config import Profile
+from eta.engine import Evaluation, Models, evaluate
+from eta.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Grid:
+    profile: Profile
+    evaluations: dict[tuple[str, str], Evaluation] = field(default_factory=dict)  # (benchmark, label) -> run
+
+    @property
+    def stand_in(self) -> bool:
+        return self.profile.stand_in
+
+
+def run_grid(profile: Profile, benchmarks: Sequence[str], methods: Sequence[str], *, limit: int | None,
+             seed: int, store: str | Path | None = None, models: Models | None = None,
+             variants: dict[str, tuple[str, dict[str, Any]]] | None = None,
+             data_root: str | Path | None = None, judge: bool = True) -> Grid:
+    """Evaluate every benchmark with every method (and every named variant: label -> (method,
+    ETA overrides)), sharing loaded models and the store."""
+    models = models or Models(profile)
+    runs = [(m, m, None) for m in methods] + [(label, m, o) for label, (m, o) in (variants or {}).items()]
+    grid = Grid(profile)
+    with Store(store or profile.engine.store) as db:
+        for benchmark in benchmarks:
+            for label, method, overrides in runs:
+                ev = evaluate(profile, benchmark, method, limit=limit, seed=seed, store=db, overrides=overrides,
+                              models=models, data_root=data_root, judge=judge)
+                grid.evaluations[(benchmark, label)] = ev
+    return grid
+
+
+def metrics_frame(grid: Grid, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (benchmark, method, metric): value, interval, stderr, n and counts."""
+    rows = []
+    for (benchmark, label), ev in grid.evaluations.items():
+        for name, m in ev.metrics.items():
+            if names is not None and name not in names:
+                continue
+            ci = m.get("ci") or [None, None]
+            rows.append({"benchmark": benchmark, "method": label, "metric": name, "value": m.get("value"),
+                         "ci_low": ci[0], "ci_high": ci[1], "stderr": m.get("stderr"), "n": m.get("n"),
+                         "direction": m.get("direction"), "counts": m.get("counts") or {}})
+    return pd.DataFrame(rows)
+
+
+def wide(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """benchmark x method table of one metric."""
+    part = frame[frame.metric == metric]
+    return part.pivot(index="benchmark", columns="method", values="value")
+
+
+def flat_metrics(grid: Grid, names: Sequence[str]) -> dict[str, float | None]:
+    """``{"<benchmark>/<metric>/<method>": value}`` (the shape of the paper references' keys)."""
+    out = {}
+    for (benchmark, label), ev in grid.evaluations.items():
+        for name in names:
+            if name in ev.metrics:
+                out[f"{benchmark}/{name}/{label}"] = ev.metrics[name].get("value")
+    return out
+
+
+def samples_frame(grid: Grid) -> pd.DataFrame:
+    """Every sample of every run: inputs, both answers, scores, decision, verdicts."""
+    frames = []
+    for (benchmark, label), ev in grid.evaluations.items():
+        frame = ev.frame()
+        frame.insert(0, "benchmark", benchmark)
+        frame.insert(1, "label", label)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def table_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader wants in a per-sample table (those present)."""
+    wanted = ["benchmark", "label", "sample_id", "category", "image", "question", "vanilla", "response",
+              "s_pre", "s_post", "aligned", "branch"]
+    verdicts = [c for c in frame.columns if c.startswith("verdict/") and c.split("/")[-1] in
+                ("label", "attack_success", "refusal")]
+    return frame[[c for c in wanted if c in frame.columns] + verdicts]
+
+
+def category_frame(grid: Grid, verdict_column: str = "verdict/refusal/attack_success") -> pd.DataFrame:
+    """Attack success rate per benchmark, category and method."""
+    frame = samples_frame(grid)
+    if frame.empty or verdict_column not in frame.columns:
+        return pd.DataFrame()
+    frame = frame.assign(category=frame["category"].fillna("(none)"))
+    table = frame.groupby(["benchmark", "category", "label"])[verdict_column].mean().unstack("label")
+    return table.rename_axis(columns=None)
+
+
+def branch_frame(grid: Grid) -> pd.DataFrame:
+    """How often each method took each branch (vanilla kept, shallow, deep, ECSO caption...)."""
+    frame = samples_frame(grid)
+    if frame.empty:
+        return frame
+    return frame.groupby(["benchmark", "label", "branch"]).size().unstack("branch", fill_value=0)
+
+
+def export_samples(grid: Grid, output_dir: str | Path, name: str = "samples.jsonl") -> Path:
+    """All per-sample records of the grid as JSON lines (for artifacts)."""
+    path = Path(output_dir) / name
+    with Store(grid.profile.engine.store) as db:
+        records = [r for ev in grid.evaluations.values() for r in ev.records]
+        return db.export_jsonl(path, records)
+
+
+def plot_metric(frame: pd.DataFrame, metric: str, title: str):
+    """Grouped bars of one metric (benchmark on x, one bar per method) with its interval."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    part = frame[frame.metric == metric].copy()
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * part.benchmark.nunique() + 2), 3.6))
+    if part.empty or part.value.isna().all():
+        ax.text(0.5, 0.5, f"no valid {metric} values", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    sns.barplot(data=part, x="benchmark", y="value", hue="method", ax=ax)
+    for bar, (_, row) in zip(ax.patches, part.sort_values(["method", "benchmark"]).iterrows()):
+        if row.ci_low is not None and row.ci_high is not None and pd.notna(row.ci_low):
+            x = bar.get_x() + bar.get_width() / 2
+            ax.plot([x, x], [row.ci_low, row.ci_high], color="black", linewidth=1)
+    ax.set_title(title)
+    ax.set_ylabel(metric)
+    fig.tight_layout()
+    return fig
+
+
+def notice(profile: Profile) -> str:
+    """A visible banner for results of stand-in models."""
+    if not profile.stand_in:
+        return f"Profile `{profile.name}`: {profile.description}."
+    return (f"**Stand-in models (profile `{profile.name}`), not the paper's.** {profile.description}. "
+            "These numbers show that the pipeline works end to end; they say nothing about the paper's models.")
+
+
+PAPER_MODEL = "llava-1.5-7b"  # the paper's main backbone: its numbers stand beside stand-in runs too
+
+
+def paper_reference(section: str, labels: Sequence[str], model: str = PAPER_MODEL) -> dict[str, float]:
+    """The paper's numbers for these methods, keyed ``benchmark/metric/method`` like ``flat_metrics``."""
+    from eta import report
+
+    out: dict[str, float] = {}
+    for label in labels:
+        try:
+            out.update(report.paper_metrics(section, model, label, key_suffix=f"/{label}"))
+        except KeyError:
+            log.debug("no paper number for %s / %s / %s", section, model, label)
+    return out
+
+
+def paper_frame(reference: dict[str, float]) -> pd.DataFrame:
+    """The paper's numbers as a benchmark x (metric, method) table."""
+    rows = [dict(zip(("benchmark", "metric", "method"), key.split("/")), paper=value)
+            for key, value in reference.items()]
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).pivot_table(index="benchmark", columns=["metric", "method"], values="paper")
+
+
+def side_by_side(ours: dict[str, float | None], paper: dict[str, float]) -> pd.DataFrame:
+    """Our numbers beside the paper's, one row per key present in either."""
+    keys = sorted(set(ours) | set(paper))
+    return pd.DataFrame({"ours": [ours.get(k) for k in keys], "paper": [paper.get(k) for k in keys]},
+                        index=pd.Index(keys, name="benchmark/metric/method"))

@@ -1,0 +1,103 @@
+"""Pairwise helpfulness (win / tie / lose of ETA against baselines) and 1-10 helpful scores."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pandas as pd
+
+from eta.analysis.grid import Grid
+from eta.engine import Models
+
+
+def judge_generator(models: Models):
+    """The helpfulness judge of the profile: an OpenAI-compatible endpoint, or a local chat model."""
+    j = models.profile.judges
+    if j.helpfulness_backend == "openai":
+        from eta.judges import OpenAIChatGenerator
+
+        return OpenAIChatGenerator(model=j.helpfulness, max_tokens=j.helpfulness_max_new_tokens)
+    return models.text_generator(j.helpfulness, j.helpfulness_max_new_tokens, j.trust_remote_code)
+
+
+def pairwise(grid: Grid, benchmark: str, candidate: str, baselines: Sequence[str], generator,
+             seed: int) -> pd.DataFrame:
+    """One row per (baseline, sample): the judge's outcome for the candidate's answer."""
+    from eta.judges import PairwiseItem, PairwiseJudge
+
+    judge = PairwiseJudge(generator, seed=seed)
+    ours = {r["sample_id"]: r for r in grid.evaluations[(benchmark, candidate)].records}
+    rows = []
+    for baseline in baselines:
+        theirs = {r["sample_id"]: r for r in grid.evaluations[(benchmark, baseline)].records}
+        ids = [i for i in ours if i in theirs]
+        items = [PairwiseItem(item_id=i, question=ours[i]["question"], candidate=ours[i]["response"],
+                              baseline=theirs[i]["response"], image=ours[i].get("image")) for i in ids]
+        for verdict in judge.judge(items):
+            rows.append({"baseline": baseline, **verdict.to_dict()})
+    return pd.DataFrame(rows)
+
+
+def win_tie_metrics(outcomes: pd.DataFrame, benchmark: str) -> dict[str, Any]:
+    """``{"<benchmark>/win_tie/<baseline>": Metric}`` plus win/tie/lose/invalid counts per baseline."""
+    from eta.metrics import win_tie_rate
+
+    out = {}
+    for baseline, part in outcomes.groupby("baseline"):
+        rates = win_tie_rate(part["outcome"].tolist())
+        out[f"{benchmark}/win_tie/{baseline}"] = rates["win_tie_rate"]
+        out[f"{benchmark}/invalid_rate/{baseline}"] = rates["invalid_rate"]
+    return out
+
+
+def outcome_counts(outcomes: pd.DataFrame) -> pd.DataFrame:
+    if outcomes.empty:
+        return outcomes
+    table = outcomes.groupby(["baseline", "outcome"]).size().unstack("outcome", fill_value=0)
+    for column in ("win", "tie", "lose", "invalid"):
+        if column not in table.columns:
+            table[column] = 0
+    return table[["win", "tie", "lose", "invalid"]]
+
+
+def helpful_scores(grid: Grid, benchmark: str, methods: Sequence[str], generator) -> pd.DataFrame:
+    """The 1-10 helpful score of every method's answers (None where the judge's reply is invalid)."""
+    from eta.judges import HelpfulScoreJudge, ScoreItem
+
+    judge = HelpfulScoreJudge(generator)
+    rows = []
+    for method in methods:
+        records = grid.evaluations[(benchmark, method)].records
+        items = [ScoreItem(item_id=r["sample_id"], question=r["question"], answer=r["response"],
+                           image=r.get("image")) for r in records]
+        rows += [{"method": method, **s.to_dict()} for s in judge.judge(items)]
+    return pd.DataFrame(rows)
+
+
+def score_metrics(scores: pd.DataFrame, benchmark: str) -> dict[str, Any]:
+    from eta.metrics import mean_helpful_score
+
+    return {f"{benchmark}/helpful_score/{method}": mean_helpful_score(
+        [None if pd.isna(s) else float(s) for s in part["score"]]) for method, part in scores.groupby("method")}
+
+
+def plot_outcomes(counts: pd.DataFrame, title: str):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.8 + 0.6 * max(1, len(counts))))
+    if counts.empty:
+        ax.text(0.5, 0.5, "no judgments", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    shares = counts.div(counts.sum(axis=1), axis=0)
+    left = pd.Series(0.0, index=shares.index)
+    colors = {"win": "#2a9d8f", "tie": "#e9c46a", "lose": "#e76f51", "invalid": "#adb5bd"}
+    for outcome in shares.columns:
+        ax.barh([f"ETA vs {b}" for b in shares.index], shares[outcome], left=left, label=outcome,
+                color=colors.get(outcome))
+        left += shares[outcome]
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of judged pairs")
+    ax.legend(ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.set_title(title, pad=28)
+    fig.tight_layout()
+    return fig
