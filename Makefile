@@ -7,9 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= local
 NOTEBOOKS ?=
+DRY_RUN ?=
+RUN_ID ?=
+RUNS ?=
 PYTEST_ARGS ?=
 
-.PHONY: test reproduce lab env clean-env
+.PHONY: test reproduce compare sync lab env clean-env
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +26,18 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 reproduce: $(STAMP)
-	$(PY) -m eta reproduce --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS),)
+	$(PY) -m eta reproduce --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS),) \
+		$(if $(DRY_RUN),--dry-run,) $(if $(RUN_ID),--run-id $(RUN_ID),)
+
+# Headline metrics of local runs side by side: make compare RUNS="id1 id2"
+compare: $(STAMP)
+	$(PY) -m eta compare $(RUNS)
+
+# Upload the offline W&B runs of every reproduce run (needs `wandb login` or WANDB_API_KEY).
+sync: $(STAMP)
+	@for run in results/*/wandb/offline-run-* results/*/*/wandb/offline-run-*; do \
+		if [ -d "$$run" ]; then $(VENV)/bin/wandb sync "$$run"; fi; \
+	done
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--export", default=None, help="also write this run's records as JSONL here")
     ev.add_argument("--json", action="store_true", help="print one JSON object of metrics")
 
+    sub.add_parser("reproduce", help="run the analysis notebooks with papermill (see `reproduce --help`)",
+                   add_help=False)
+    sub.add_parser("compare", help="headline metrics of local runs side by side (see `compare --help`)",
+                   add_help=False)
     cal = sub.add_parser("calibrate", help="print a reward model's scores on refusals vs compliance")
     cal.add_argument("--profile", default=DEFAULT_PROFILE)
     cal.add_argument("--json", action="store_true")
@@ -56,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["reproduce"], ["compare"]):
+        from eta.reproduce import main as reproduce_main
+
+        return reproduce_main(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

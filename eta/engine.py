@@ -86,7 +86,7 @@ class Models:
         m = self.profile.models
         return self._get(f"clip:{m.clip}", lambda: load_clip(m.clip, m.device, "float32" if m.dtype == "auto" else m.dtype))
 
-    def text_generator(self, name: str, max_new_tokens: int, trust_remote_code: bool):
+    def text_generator(self, name: str, max_new_tokens: int, trust_remote_code: bool, answer_prefix: str = ""):
         """A local chat model as a judge's text generator (shares the VLM when it is the same model)."""
         from eta.judges import HFChatGenerator
         from eta.models import load_vlm
@@ -95,7 +95,8 @@ class Models:
         vlm = self.vlm if name == m.vlm else self._get(
             f"vlm:{name}", lambda: load_vlm(name, m.device, m.dtype, trust_remote_code))
         return HFChatGenerator(vlm.model, vlm.tokenizer, max_new_tokens=max_new_tokens,
-                               batch_size=self.profile.judges.batch_size, progress=False)
+                               batch_size=self.profile.judges.batch_size, progress=False,
+                               answer_prefix=answer_prefix)
 
     @property
     def stand_in(self) -> bool:
@@ -214,7 +215,8 @@ def batches(items: list, size: int):
 
 def judge_names(profile: Profile) -> dict[str, str]:
     j = profile.judges
-    return {"refusal": "refusal", "safety": f"{j.safety}:{j.safety_template}"}
+    prefix = f":prefix={j.safety_answer_prefix}" if j.safety_answer_prefix else ""
+    return {"refusal": "refusal", "safety": f"{j.safety}:{j.safety_template}{prefix}"}
 
 
 def judge_records(store: Store, run: RunKey, data, kind: str, models: Models) -> None:
@@ -244,7 +246,8 @@ def safety_judge(models: Models):
     from eta.judges import MD_JUDGE_TEMPLATE, MD_JUDGE_TEMPLATE_ETA, llama_guard_judge, md_judge
 
     j = models.profile.judges
-    generator = models.text_generator(j.safety, j.safety_max_new_tokens, j.trust_remote_code)
+    generator = models.text_generator(j.safety, j.safety_max_new_tokens, j.trust_remote_code,
+                                      answer_prefix=j.safety_answer_prefix)
     if j.safety_template == "llama-guard":
         return llama_guard_judge(generator)
     return md_judge(generator, MD_JUDGE_TEMPLATE_ETA if j.safety_template == "md-judge-eta" else MD_JUDGE_TEMPLATE)

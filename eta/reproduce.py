@@ -193,7 +193,7 @@ class NotebookPlan:
     @property
     def benchmarks(self) -> list[str]:
         found = []
-        for key in ("benchmark", "benchmarks"):
+        for key in ("benchmark", "benchmarks", "harm_benchmark", "help_benchmark", "benign_benchmarks"):
             value = self.parameters.get(key)
             found.extend([value] if isinstance(value, str) else list(value or []))
         return list(dict.fromkeys(found))
@@ -201,7 +201,7 @@ class NotebookPlan:
     @property
     def methods(self) -> list[str]:
         found = []
-        for key in ("method", "methods"):
+        for key in ("method", "methods", "candidate", "baselines"):
             value = self.parameters.get(key)
             found.extend([value] if isinstance(value, str) else list(value or []))
         return list(dict.fromkeys(found))
@@ -362,7 +362,13 @@ def preflight(profile: Profile, plans: Sequence[NotebookPlan]) -> list[Missing]:
     found: dict[str, Missing] = {}
     for plan in plans:
         checks = [model_missing(role, name, profile) for role, name in plan.models.items()]
-        checks += [benchmark_missing(name) for name in plan.benchmarks]
+        if plan.parameters.get("format_fixtures"):
+            pass  # the notebook builds release-format fixtures itself; no data directory is read
+        elif plan.parameters.get("data_dir"):
+            with environment(ETA_DATA_DIR=str(plan.parameters["data_dir"])):
+                checks += [benchmark_missing(name) for name in plan.benchmarks]
+        else:
+            checks += [benchmark_missing(name) for name in plan.benchmarks]
         for missing in filter(None, checks):
             entry = found.setdefault(missing.what, missing)
             if plan.name not in entry.needed_by:

@@ -124,7 +124,10 @@ def run_config(notebook: str, profile: Profile, params: Mapping[str, Any], *, gr
     """The fully resolved parameters of one notebook run, secrets removed."""
     config = {"notebook": notebook, "run_id": group, "stand_in": stand_in,
               "models_used": dict(model_names), "profile": to_dict(profile), "params": dict(params)}
-    return strip_secrets(json.loads(json.dumps(config, default=str)))
+    config = json.loads(json.dumps(config, default=str))
+    # W&B drops empty mappings from a run's config; None keeps the parameter visible.
+    config["params"] = {k: (None if v == {} else v) for k, v in config["params"].items()}
+    return strip_secrets(config)
 
 
 def run_tags(profile: Profile, model_names: Mapping[str, str], stand_in: bool) -> list[str]:
@@ -234,7 +237,7 @@ def log_summary(run, metrics: Mapping[str, Any]) -> None:
         if "/" not in key:
             raise ValueError(f"summary key {key!r} must look like 'benchmark/metric'")
         number, stderr = metric_value(value)
-        run.summary[key] = number
+        run.summary[key] = float("nan") if number is None else number  # kept visible as NaN, not dropped
         if stderr is not None:
             run.summary[f"{key}_stderr"] = stderr
 
@@ -283,8 +286,11 @@ def log_table(run, key: str, dataframe, image_column: str | None = None,
         frame[image_column] = [thumbnail(p, thumbnail_px) for p in frame[image_column]]
     for column in frame.columns:
         if column != image_column and frame[column].dtype == object:
-            frame[column] = [v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
-                             for v in frame[column]]
+            values = [v if v is None or isinstance(v, (str, int, float, bool)) else str(v) for v in frame[column]]
+            kinds = {type(v) is str for v in values if v is not None}
+            if len(kinds) > 1:  # a W&B column holds one type: mixed text and numbers become text
+                values = [None if v is None else str(v) for v in values]
+            frame[column] = values
     run.log({key: wandb.Table(dataframe=frame.reset_index(drop=True))})
 
 

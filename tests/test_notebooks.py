@@ -110,9 +110,10 @@ def test_notebook_runs_with_tiny_profile(notebook, tmp_path, monkeypatch):
     data = tracking.read_offline_run(runs[0])
     assert data["state"] == "finished"
     for key, value in entry["metrics"].items():
+        if value is None or math.isnan(value):
+            continue  # logged as NaN (e.g. a USR with no valid verdict): the read-back drops non-finite values
         assert key in data["summary"], f"W&B summary lacks {key}"
-        if value is not None and not math.isnan(value):
-            assert data["summary"][key] == pytest.approx(value)
+        assert data["summary"][key] == pytest.approx(value)
     config = data["config"]
     assert config["profile"]["name"] == "tiny"
     assert config["run_id"] == f"test-{notebook.stem}"

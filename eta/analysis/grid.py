@@ -82,7 +82,7 @@ def samples_frame(grid: Grid) -> pd.DataFrame:
     """Every sample of every run: inputs, both answers, scores, decision, verdicts."""
     frames = []
     for (benchmark, label), ev in grid.evaluations.items():
-        frame = ev.frame()
+        frame = ev.frame().drop(columns=["benchmark", "label"], errors="ignore")
         frame.insert(0, "benchmark", benchmark)
         frame.insert(1, "label", label)
         frames.append(frame)
@@ -169,6 +169,23 @@ def paper_reference(section: str, labels: Sequence[str], model: str = PAPER_MODE
     return out
 
 
+def paper_beside(reference: dict[str, float], benchmarks: Sequence[str],
+                 counterparts: dict[str, str] | None = None) -> dict[str, float]:
+    """The paper's numbers re-keyed onto the benchmarks run here.
+
+    ``counterparts`` maps a benchmark of ours to the paper's benchmark whose numbers stand beside
+    it (e.g. ``embedded-harm`` -> ``figstep``: both are typographic attacks); a benchmark without
+    an entry is matched by name."""
+    mapping = {b: (counterparts or {}).get(b, b) for b in benchmarks}
+    out = {}
+    for key, value in reference.items():
+        paper_benchmark, rest = key.split("/", 1)
+        for ours, theirs in mapping.items():
+            if theirs == paper_benchmark:
+                out[f"{ours}/{rest}"] = value
+    return out
+
+
 def paper_frame(reference: dict[str, float]) -> pd.DataFrame:
     """The paper's numbers as a benchmark x (metric, method) table."""
     rows = [dict(zip(("benchmark", "metric", "method"), key.split("/")), paper=value)
@@ -183,3 +200,52 @@ def side_by_side(ours: dict[str, float | None], paper: dict[str, float]) -> pd.D
     keys = sorted(set(ours) | set(paper))
     return pd.DataFrame({"ours": [ours.get(k) for k in keys], "paper": [paper.get(k) for k in keys]},
                         index=pd.Index(keys, name="benchmark/metric/method"))
+
+
+def plot_heatmap(table: pd.DataFrame, title: str):
+    """A rows x methods heatmap of rates in [0, 1] (e.g. ASR per category)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(1.4 * max(2, table.shape[1]) + 3, 0.35 * max(3, len(table)) + 1.2))
+    if table.empty:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    labels = ["/".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in table.index]
+    sns.heatmap(table.astype(float).set_axis(labels), vmin=0, vmax=1, annot=True, fmt=".2f", cmap="rocket_r",
+                cbar_kws={"label": "rate"}, ax=ax)
+    ax.set_title(title)
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
+def findings(frame: pd.DataFrame, metrics: Sequence[str], baseline: str = "vanilla") -> str:
+    """Plain sentences on how each method compares with ``baseline`` (lower-is-better rates)."""
+    lines = []
+    for metric in metrics:
+        table = wide(frame, metric) if not frame.empty else pd.DataFrame()
+        if table.empty or baseline not in table.columns:
+            lines.append(f"- {metric}: no values.")
+            continue
+        for benchmark, row in table.iterrows():
+            base = row[baseline]
+            parts = []
+            for method, value in row.items():
+                if method == baseline:
+                    continue
+                if pd.isna(value) or pd.isna(base):
+                    parts.append(f"{method} {_fmt(value)}")
+                else:
+                    verdict = "lower" if value < base else ("equal" if value == base else "higher")
+                    parts.append(f"{method} {_fmt(value)} ({verdict})")
+            lines.append(f"- **{benchmark}**, {metric}: {baseline} {_fmt(base)}; " + ", ".join(parts) + ".")
+    n = frame["n"].dropna()
+    if len(n) and n.max() < 30:
+        lines.append(f"- At most {int(n.max())} samples per cell: the intervals are wide; differences this size "
+                     "may be noise.")
+    return "\n".join(lines)

@@ -101,3 +101,34 @@ def plot_outcomes(counts: pd.DataFrame, title: str):
     ax.set_title(title, pad=28)
     fig.tight_layout()
     return fig
+
+
+def rates_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Metric objects as rows: value, interval, n and counts."""
+    rows = []
+    for key, m in metrics.items():
+        ci = m.ci or (None, None)
+        rows.append({"metric": key, "value": m.value, "ci_low": ci[0], "ci_high": ci[1], "stderr": m.stderr,
+                     "n": m.n, "counts": dict(m.counts or {})})
+    return pd.DataFrame(rows).set_index("metric") if rows else pd.DataFrame()
+
+
+def findings(win_tie: dict[str, Any], scores: dict[str, Any], candidate: str) -> str:
+    lines = []
+    for key, m in win_tie.items():
+        if "/win_tie/" not in key:
+            continue
+        baseline = key.rsplit("/", 1)[-1]
+        counts = m.counts or {}
+        if m.n == 0:
+            lines.append(f"- Against **{baseline}**: no valid judgment ({counts.get('invalid', 0)} invalid).")
+            continue
+        ci = m.ci or (float("nan"), float("nan"))
+        side = "at least as helpful" if ci[0] >= 0.5 else ("less helpful" if ci[1] < 0.5 else "no clear difference")
+        lines.append(f"- Against **{baseline}**: win-tie {m.value:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}, "
+                     f"{m.n} valid, {counts.get('invalid', 0)} invalid): {side}.")
+    for key, m in scores.items():
+        method = key.rsplit("/", 1)[-1]
+        value = "n/a" if m.n == 0 else f"{m.value:.2f} ± {m.stderr or 0:.2f}"
+        lines.append(f"- Helpful score of {method}: {value} over {m.n} valid judgments.")
+    return "\n".join(lines) or "No judgments."

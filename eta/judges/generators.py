@@ -70,6 +70,7 @@ class HFChatGenerator:
         add_generation_prompt: bool = True,
         add_special_tokens: bool = False,
         progress: bool = True,
+        answer_prefix: str = "",
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -80,6 +81,7 @@ class HFChatGenerator:
         self.add_generation_prompt = add_generation_prompt
         self.add_special_tokens = add_special_tokens
         self.progress = progress
+        self.answer_prefix = answer_prefix  # the answer is made to start with this (and returned with it)
 
     def format(self, prompt: Prompt) -> str:
         """The prompt as the model will read it (chat template applied, images dropped)."""
@@ -89,7 +91,7 @@ class HFChatGenerator:
         messages, dropped = text_only(as_messages(prompt))
         text = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=self.add_generation_prompt)
-        return text, dropped
+        return text + self.answer_prefix, dropped
 
     def __call__(self, prompts: Sequence[Prompt]) -> list[str]:
         formatted = [self._format(p) for p in prompts]
@@ -103,7 +105,7 @@ class HFChatGenerator:
         for start in tqdm(starts, desc="judge batches", disable=not self.progress, leave=False):
             chunk = order[start:start + self.batch_size]
             for i, text in zip(chunk, self._generate([ids[i] for i in chunk]), strict=True):
-                out[i] = text
+                out[i] = self.answer_prefix + text
         return out
 
     def _encode(self, text: str) -> list[int]:
