@@ -95,6 +95,10 @@ class JudgesConfig:
     helpfulness: str = "gpt-4-turbo"  # pairwise / 1-10 judge: an OpenAI-compatible model, or a local one
     helpfulness_backend: Literal["openai", "local"] = "openai"
     helpfulness_max_new_tokens: int = 512
+    # Local judges only: the pairwise and 1-10 replies are made to start with these, e.g. "[[" and
+    # "#thescore:" so that a weak stand-in must give a verdict; empty (the default) for real judges.
+    pairwise_answer_prefix: str = ""
+    score_answer_prefix: str = ""
     batch_size: int = 8
     trust_remote_code: bool = False  # MD-Judge (InternLM2) ships its model code
 
@@ -104,7 +108,7 @@ class EngineConfig:
     """How evaluation runs: batching of plain decoding, seeds, where results go."""
 
     batch_size: int = 8  # prompts decoded together in vanilla / ECSO generation
-    store: str = "results/store.sqlite"
+    store: str = "results/store.sqlite"  # a relative path is taken from the project root
 
 
 @dataclass
@@ -151,6 +155,9 @@ def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     profile = build(Profile, raw, source=str(path))
     for key, value in (overrides or {}).items():
         set_dotted(profile, key, value, source="override")
+    store = Path(profile.engine.store).expanduser()
+    if not store.is_absolute():  # relative to the project (params/..), wherever a notebook or command runs
+        profile.engine.store = str(params_dir().resolve().parent / store)
     return profile
 
 

@@ -55,9 +55,11 @@ class Evaluation:
 class Models:
     """Loads each model of a profile once, on first use, and shares it across methods and judges."""
 
-    def __init__(self, profile: Profile):
+    def __init__(self, profile: Profile, share_vanilla: bool = True):
         self.profile = profile
         self._cache: dict[str, Any] = {}
+        # ETA variants run on these models share vanilla answers and post-scores (off for timing runs)
+        self.vanilla_memo: dict | None = {} if share_vanilla else None
 
     def _get(self, key: str, load):
         if key not in self._cache:
@@ -111,7 +113,8 @@ def build_runner(models: Models, method: str, overrides: dict[str, Any] | None, 
     vlm = models.vlm
     rm = models.reward_model if spec.kind == "eta" else None
     clip = models.clip if spec.kind == "eta" else None
-    return spec, cfg, Runner(spec, ETA(vlm, rm, clip, cfg, seed=seed), seed)
+    memo = models.vanilla_memo if spec.kind == "eta" else None
+    return spec, cfg, Runner(spec, ETA(vlm, rm, clip, cfg, seed=seed, vanilla_memo=memo), seed)
 
 
 # -------------------------------------------------------------------------------------- sharding

@@ -92,9 +92,12 @@ def stable_seed(seed: int, *parts: str) -> int:
 class ETA:
     """The method over a VLM, a reward model and a CLIP scorer."""
 
-    def __init__(self, vlm, reward_model, clip, cfg: ETAConfig, seed: int = 0):
+    def __init__(self, vlm, reward_model, clip, cfg: ETAConfig, seed: int = 0, vanilla_memo: dict | None = None):
         if cfg.num_candidates < 1 or cfg.max_sentence_tokens < 1 or cfg.max_new_tokens < 1:
             raise ValueError("num_candidates, max_sentence_tokens and max_new_tokens must be >= 1")
+        # Shared by ETA variants on the same models: the greedy vanilla answer of an input (image
+        # given by path) and its post-score do not depend on the variant, so they are made once.
+        self.vanilla_memo = vanilla_memo
         self.vlm = vlm
         self.reward_model = reward_model
         self.clip = clip
@@ -192,10 +195,14 @@ class ETA:
         ids = sample_ids or [f"{q}\x1f{n or ''}" for q, n in zip(questions, names)]
         n = len(questions)
         t0 = self._clock()
-        vanilla = self.generate_batch(questions, imgs)
+        vanilla = self._memoized(("vanilla", cfg.max_new_tokens), list(zip(questions, names)),
+                                 lambda idx: self.generate_batch([questions[i] for i in idx], [imgs[i] for i in idx]),
+                                 usable=[n_ != "<image>" for n_ in names])
         t1 = self._clock()
         embeddings = self.clip.embed_images(imgs) if imgs[0] is not None else [None] * n
-        s_post = self.reward_model.score(cfg.prompts.post, [text for text, _ in vanilla])
+        texts = [text for text, _ in vanilla]
+        s_post = self._memoized(("s_post", cfg.prompts.post), texts,
+                                lambda idx: self.reward_model.score(cfg.prompts.post, [texts[i] for i in idx]))
         s_pre = [None if e is None else self.clip.pre_score(e, cfg.prompts.safety) for e in embeddings]
         t2 = self._clock()
         results = []
@@ -220,6 +227,20 @@ class ETA:
         return results
 
     # ----------------------------------------------------------------------------------- helpers
+
+    def _memoized(self, namespace: tuple, keys: list, compute, usable: list[bool] | None = None) -> list:
+        """``compute(indices)`` for the keys not in the shared memo (all of them without one)."""
+        memo = self.vanilla_memo
+        usable = usable or [True] * len(keys)
+        if memo is None:
+            return compute(list(range(len(keys))))
+        full = [(namespace, k) for k in keys]
+        todo = [i for i, k in enumerate(full) if not usable[i] or k not in memo]
+        fresh = dict(zip(todo, compute(todo))) if todo else {}
+        for i, value in fresh.items():
+            if usable[i]:
+                memo[full[i]] = value
+        return [fresh[i] if i in fresh else memo[full[i]] for i in range(len(keys))]
 
     def _clock(self) -> float:
         if self.vlm.device.type == "cuda":

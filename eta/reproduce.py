@@ -443,8 +443,10 @@ def execute(plan: NotebookPlan, run_dir: Path, profile: str, run_id: str, positi
     start = time.perf_counter()
     status, error = "ok", None
     try:
-        papermill.execute_notebook(str(plan.path), str(executed), parameters=parameters,
-                                   progress_bar={"desc": plan.name}, cwd=str(plan.path.parent))
+        with environment(ETA_EXECUTED_NOTEBOOK=str(executed.resolve())):
+            papermill.execute_notebook(str(plan.path), str(executed), parameters=parameters,
+                                       progress_bar={"desc": plan.name}, cwd=str(plan.path.parent),
+                                       stderr_file=sys.stderr)  # the cells' own progress bars, live
     except Exception as exc:  # papermill raises many kinds; the failure is recorded and the run goes on
         status, error = "failed", execution_error(exc)
     metrics = output_dir / "metrics.json"

@@ -41,6 +41,7 @@ REDACTED = "<redacted>"
 MIN_SECRET_CHARS = 8  # env values shorter than this are not treated as secrets to hunt for
 THUMBNAIL_PX = 96
 MAX_TABLE_ROWS = 500
+EXECUTED_NOTEBOOK_ENV = "ETA_EXECUTED_NOTEBOOK"  # set by reproduce: where papermill writes the executed notebook
 
 _failure_hooks: dict[int, Any] = {}  # id(run) -> IPython post_run_cell hook
 
@@ -179,6 +180,10 @@ def finish_run(run, exit_code: int = 0) -> None:
     if hook is not None:
         with contextlib.suppress(Exception):
             _ipython().events.unregister("post_run_cell", hook)
+    executed = os.environ.get(EXECUTED_NOTEBOOK_ENV)
+    if exit_code == 0 and executed and Path(executed).is_file():
+        # papermill saves the output notebook after every cell: this copy holds every output but this cell's
+        log_artifact(run, executed, type="executed-notebook")
     run.finish(exit_code=exit_code)
 
 

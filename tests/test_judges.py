@@ -250,6 +250,26 @@ def test_hf_chat_generator_batched_equals_one_by_one(tiny_chat_model, caplog):
     assert tokenizer.padding_side == side  # never modified
 
 
+def test_hf_chat_generator_shared_prefix_equals_full_prompts(tiny_chat_model):
+    """A long common preamble (a judge template) is computed once and copied per batch; the
+    completions equal those of full prompts, and the answer prefix starts every reply."""
+    torch = pytest.importorskip("torch")
+    model, tokenizer = tiny_chat_model
+    preamble = " ".join(f"w{i % 40}" for i in range(60))
+    prompts = [f"{preamble} w1 w2", f"{preamble} w3", f"{preamble} w4 w5 w6 w7", f"{preamble} w8 w9"]
+    full = j.HFChatGenerator(model, tokenizer, max_new_tokens=6, batch_size=3, shared_prefix_min_tokens=0)
+    shared = j.HFChatGenerator(model, tokenizer, max_new_tokens=6, batch_size=3, shared_prefix_min_tokens=16)
+    ids = [shared._encode(shared.format(p)) for p in prompts]
+    length, cache = shared._shared_prefix(ids)
+    assert length >= 60 and cache.get_seq_length() == length
+    before = [layer.keys.clone() for layer in cache.layers]
+    assert shared(prompts) == full(prompts)
+    shared._generate(ids[:2], (length, cache))
+    assert all(torch.equal(b, layer.keys) for b, layer in zip(before, cache.layers))  # never written
+    prefixed = j.HFChatGenerator(model, tokenizer, max_new_tokens=2, answer_prefix="w5 ")
+    assert all(reply.startswith("w5 ") for reply in prefixed(prompts[:2]))
+
+
 def test_judges_run_on_hf_generator(tiny_chat_model):
     model, tokenizer = tiny_chat_model
     generator = j.HFChatGenerator(model, tokenizer, max_new_tokens=4, batch_size=2)

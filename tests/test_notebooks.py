@@ -27,6 +27,18 @@ EXPECTED_METRICS: dict[str, list[str]] = {
     "01_clip_threshold_roc": ["*/auc", "*/tau_pre", "*/tpr_at_tau_pre", "*/fpr_at_tau_pre",
                               "*/tpr_at_paper_tau_pre", "*/fpr_at_paper_tau_pre", "*/best_threshold",
                               "*/best_youden_j", "*/n_unsafe", "*/n_safe"],
+    "02_harmlessness": ["embedded-harm/usr/eta", "embedded-harm/invalid_rate/eta", "embedded-harm/asr/vanilla",
+                        "embedded-harm/asr/ecso", "embedded-harm/asr/eta", "advbench-embedded/asr/eta"],
+    "03_helpfulness_winties": ["embedded-help/win_tie/vanilla", "embedded-help/win_tie/ecso",
+                               "embedded-help/invalid_rate/vanilla", "embedded-help/helpful_score/eta"],
+    "04_general_ability": ["mme/perception/vanilla", "mme/cognition/eta", "mmbench/accuracy/eta",
+                           "scienceqa-img/accuracy/eta", "textvqa/accuracy/eta", "vqav2/accuracy/eta",
+                           "mmmu-pro-standard/accuracy/eta", "*/false_alignment_rate/eta"],
+    "05_ablations": ["embedded-harm/asr/eta-N=*", "embedded-harm/asr/eta-tau_pre=*", "embedded-harm/asr/eta-tau_post=*",
+                     "embedded-harm/asr/eta-deep-only", "embedded-harm/asr/eta-rule-either",
+                     "embedded-help/helpfulness/eta", "embedded-harm/helpful_score/eta"],
+    "06_efficiency": ["embedded-harm/seconds_per_response/vanilla", "embedded-harm/seconds_per_response/ecso",
+                      "embedded-help/tokens_per_s/eta", "process/peak_memory_mb"],
 }
 
 ids = [p.stem for p in NOTEBOOKS]

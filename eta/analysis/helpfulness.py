@@ -10,14 +10,19 @@ from eta.analysis.grid import Grid
 from eta.engine import Models
 
 
-def judge_generator(models: Models):
-    """The helpfulness judge of the profile: an OpenAI-compatible endpoint, or a local chat model."""
+def judge_generator(models: Models, task: str = "pairwise"):
+    """The helpfulness judge of the profile for ``task`` (``pairwise`` or ``score``): an
+    OpenAI-compatible endpoint, or a local chat model (with the profile's answer prefix)."""
     j = models.profile.judges
+    if task not in ("pairwise", "score"):
+        raise ValueError(f"unknown judge task {task!r}; expected 'pairwise' or 'score'")
     if j.helpfulness_backend == "openai":
         from eta.judges import OpenAIChatGenerator
 
         return OpenAIChatGenerator(model=j.helpfulness, max_tokens=j.helpfulness_max_new_tokens)
-    return models.text_generator(j.helpfulness, j.helpfulness_max_new_tokens, j.trust_remote_code)
+    prefix = j.pairwise_answer_prefix if task == "pairwise" else j.score_answer_prefix
+    return models.text_generator(j.helpfulness, j.helpfulness_max_new_tokens, j.trust_remote_code,
+                                 answer_prefix=prefix)
 
 
 def pairwise(grid: Grid, benchmark: str, candidate: str, baselines: Sequence[str], generator,

@@ -71,6 +71,7 @@ class HFChatGenerator:
         add_special_tokens: bool = False,
         progress: bool = True,
         answer_prefix: str = "",
+        shared_prefix_min_tokens: int = 32,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -82,6 +83,7 @@ class HFChatGenerator:
         self.add_special_tokens = add_special_tokens
         self.progress = progress
         self.answer_prefix = answer_prefix  # the answer is made to start with this (and returned with it)
+        self.shared_prefix_min_tokens = shared_prefix_min_tokens
 
     def format(self, prompt: Prompt) -> str:
         """The prompt as the model will read it (chat template applied, images dropped)."""
@@ -101,12 +103,31 @@ class HFChatGenerator:
         ids = [self._encode(text) for text, _ in formatted]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[str] = [""] * len(ids)
+        shared = self._shared_prefix(ids)
         starts = range(0, len(order), self.batch_size)
         for start in tqdm(starts, desc="judge batches", disable=not self.progress, leave=False):
             chunk = order[start:start + self.batch_size]
-            for i, text in zip(chunk, self._generate([ids[i] for i in chunk]), strict=True):
+            for i, text in zip(chunk, self._generate([ids[i] for i in chunk], shared), strict=True):
                 out[i] = self.answer_prefix + text
         return out
+
+    def _shared_prefix(self, ids: list[list[int]]):
+        """(length, KV cache) of the tokens every prompt starts with (a judge template's long
+        preamble), computed once per call; None when too short to be worth it."""
+        import torch
+
+        if len(ids) < 2 or self.shared_prefix_min_tokens <= 0:
+            return None
+        first = ids[0]
+        length = min(len(i) for i in ids) - 1  # every row keeps at least one token of its own
+        for other in ids[1:]:
+            length = next((k for k in range(length) if other[k] != first[k]), length)
+        if length < self.shared_prefix_min_tokens:
+            return None
+        with torch.inference_mode():
+            prefix = torch.tensor([first[:length]], dtype=torch.long, device=self.model.device)
+            cache = self.model(input_ids=prefix, use_cache=True).past_key_values
+        return length, cache
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
@@ -119,17 +140,33 @@ class HFChatGenerator:
             raise ValueError("tokenizer has neither a pad nor an eos token to pad with")
         return int(pad)
 
-    def _generate(self, batch: list[list[int]]) -> list[str]:
+    def _generate(self, batch: list[list[int]], shared=None) -> list[str]:
+        """Greedy completions of one batch. With a shared prefix (length, cache) the rows read
+        ``prefix + padding + own suffix`` (padding masked in the middle) and the prefix's cache
+        is copied for the batch instead of being recomputed for every row."""
+        import copy
+
         import torch
 
         pad_id = self._pad_id()
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        start, extra = 0, {}
+        if shared is not None:
+            start, cache = shared
+            rows = copy.copy(cache)
+            rows.layers = [copy.copy(layer) for layer in cache.layers]
+            rows.batch_repeat_interleave(len(batch))  # new tensors: the shared cache is never written
+            extra["cache"] = rows
+        width = max(len(ids) for ids in batch) - start
+        input_ids = torch.full((len(batch), start + width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), start + width), dtype=torch.long)
         for row, ids in enumerate(batch):
-            if ids:
-                input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-                attention_mask[row, width - len(ids):] = 1
+            own = ids[start:]
+            input_ids[row, :start] = torch.tensor(ids[:start], dtype=torch.long)
+            attention_mask[row, :start] = 1
+            if own:
+                input_ids[row, start + width - len(own):] = torch.tensor(own, dtype=torch.long)
+                attention_mask[row, start + width - len(own):] = 1
+        width = start + width
         device = self.model.device
         with torch.inference_mode():
             generated = self.model.generate(
@@ -138,6 +175,7 @@ class HFChatGenerator:
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
                 pad_token_id=pad_id,
+                **extra,
             )
         return self.tokenizer.batch_decode(generated[:, width:].cpu(), skip_special_tokens=True)
 
