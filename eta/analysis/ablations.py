@@ -49,9 +49,12 @@ def _value(grid: Grid, benchmark: str, label: str, metric: str) -> float | None:
 
 
 def tradeoff(grid: Grid, harm: str, help_: str, labels: Sequence[str],
-             helpful_scores: pd.DataFrame | None = None) -> pd.DataFrame:
+             helpful_scores: pd.DataFrame | None = None, base: dict[str, Any] | None = None) -> pd.DataFrame:
     """One row per label: harmlessness on ``harm`` (USR when judged, ASR) against helpfulness on
-    ``help_`` (1 - refusal rate; and the mean 1-10 helpful score when scores are given)."""
+    ``help_`` (1 - refusal rate; and the mean 1-10 helpful score when scores are given).
+
+    ``base`` gives the profile's own value of each swept knob (``{"N": 5, "tau_post": 0.06}``):
+    the ``eta`` run then also stands in each sweep at that value."""
     rows = []
     for label in labels:
         study, value = sweep_of(label)
@@ -65,6 +68,11 @@ def tradeoff(grid: Grid, harm: str, help_: str, labels: Sequence[str],
             part = helpful_scores[helpful_scores["method"] == label]["score"].dropna()
             row["helpful_score"] = float(part.mean()) if len(part) else None
         rows.append(row)
+    swept = {r["study"] for r in rows}
+    plain = next((r for r in rows if r["label"] == "eta"), None)
+    for study, value in (base or {}).items():
+        if plain is not None and study in swept:
+            rows.append({**plain, "study": study, "value": value})
     return pd.DataFrame(rows)
 
 
@@ -98,9 +106,10 @@ def plot_tradeoff(table: pd.DataFrame, harmfulness: str = "usr"):
 
     studies = [s for s in ("N", "tau_pre", "tau_post", "component", "rule") if s in set(table.study)]
     fig, axes = plt.subplots(1, max(1, len(studies)), figsize=(4.2 * max(1, len(studies)), 3.8), squeeze=False)
-    y_name = harmfulness if table[harmfulness].notna().any() else "asr"
     for ax, study in zip(axes[0], studies):
         part = table[table.study == study]
+        # the judge's USR where it gave a valid verdict for every point of the study, else the ASR
+        y_name = harmfulness if part[harmfulness].notna().all() else "asr"
         if study in ("N", "tau_pre", "tau_post"):
             part = part.sort_values("value")
             ax.plot(part.helpfulness, part[y_name], marker="o")
@@ -122,8 +131,8 @@ def plot_tradeoff(table: pd.DataFrame, harmfulness: str = "usr"):
 
 def findings(table: pd.DataFrame) -> str:
     lines = []
-    y = "usr" if table["usr"].notna().any() else "asr"
     for study, part in table.groupby("study", sort=False):
+        y = "usr" if part["usr"].notna().all() else "asr"
         cells = [f"{row.value}: {y.upper()} {'n/a' if pd.isna(row[y]) else f'{row[y]:.2f}'}, helpfulness "
                  f"{'n/a' if pd.isna(row.helpfulness) else f'{row.helpfulness:.2f}'}" for _, row in part.iterrows()]
         lines.append(f"- **{study}**: " + "; ".join(cells) + ".")
