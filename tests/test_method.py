@@ -46,6 +46,24 @@ def test_same_seed_same_answer(photo):
     assert eta.run("Hi?", photo).response == eta.run("Hi?", photo).response
 
 
+def test_variants_sharing_vanilla_answers_equal_separate_runs(photo_path):
+    """ETA variants on the same models may share the vanilla answers and post-scores (made once,
+    the second variant reads them): every result equals that of a variant run alone."""
+    questions, images = ["Hi?", "What is this?"], [photo_path, photo_path]
+    memo: dict = {}
+    variants = [small(), small(deep=False), small(tau_post=-1e9)]
+    shared = [ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), cfg, seed=3, vanilla_memo=memo)
+              .run_batch(questions, images) for cfg in variants]
+    assert len(memo) == 4  # two vanilla answers and their two post-scores
+    alone = [ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), cfg, seed=3).run_batch(questions, images)
+             for cfg in variants]
+    strip = lambda rs: [dataclasses.replace(r, timings={}) for r in rs]  # noqa: E731
+    assert [strip(rs) for rs in shared] == [strip(rs) for rs in alone]
+    in_memory = ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), small(), vanilla_memo=memo)
+    in_memory.run_batch(["Hi?"], [open_image(photo_path)])  # an image without a path is never memoized
+    assert not [key for key in memo if key[0][0] == "vanilla" and key[1][1] == "<image>"]
+
+
 def test_decision_rules():
     cfg = ETAConfig()
     table = {  # (pre_unsafe, post_unsafe) -> align, per rule
