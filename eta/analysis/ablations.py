@@ -115,10 +115,10 @@ def plot_tradeoff(table: pd.DataFrame, harmfulness: str = "usr"):
             ax.plot(part.helpfulness, part[y_name], marker="o")
         else:
             ax.scatter(part.helpfulness, part[y_name])
-        for _, row in part.iterrows():
-            if pd.notna(row.helpfulness) and pd.notna(row[y_name]):
-                ax.annotate(str(row.value), (row.helpfulness, row[y_name]), textcoords="offset points",
-                            xytext=(4, 4), fontsize=8)
+        points = part.dropna(subset=["helpfulness", y_name])
+        for (x, y), same in points.groupby(["helpfulness", y_name]):  # one label per point, values joined
+            ax.annotate(", ".join(dict.fromkeys(str(v) for v in same.value)), (x, y), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
         ax.set_title(study)
         ax.set_xlabel("helpfulness (1 - refusal rate)")
         ax.set_ylabel(y_name.upper())
