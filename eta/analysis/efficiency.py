@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import torch
 
-from eta.analysis.grid import Grid
+from eta.analysis.grid import Grid, new_figure
 
 PHASES = ("generate", "evaluate", "align")
 
@@ -79,11 +79,8 @@ def paper_reference(benchmarks: dict[str, str], methods: list[str]) -> dict[str,
 
 def plot_timings(table: pd.DataFrame):
     """Stacked bars: where the seconds of one response go, per benchmark and method."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(table) + 2), 3.8))
+    fig, ax = new_figure(max(5, 0.9 * len(table) + 2), 3.8, table.empty, "no runs")
     if table.empty:
-        ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
         return fig
     names = [f"{b}\n{m}" for b, m in zip(table.benchmark, table.method)]
     bottom = [0.0] * len(table)

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from eta.analysis.grid import Grid, paper_reference as grid_paper_reference
+from eta.analysis.grid import Grid, new_figure
+from eta.analysis.grid import paper_reference as grid_paper_reference
 from eta.cache import build_once, cache_dir
 
 GENERAL_BENCHMARKS = ("mme", "mmbench", "scienceqa-img", "textvqa", "vqav2", "mmmu-pro-standard")
@@ -137,11 +138,8 @@ def false_alignment_metrics(frame: pd.DataFrame) -> dict[str, float | None]:
 
 
 def plot_false_alignment(frame: pd.DataFrame):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(frame) + 2), 3.4))
+    fig, ax = new_figure(max(5, 1.2 * len(frame) + 2), 3.4, frame.empty, "no ETA runs")
     if frame.empty:
-        ax.text(0.5, 0.5, "no ETA runs", ha="center", va="center", transform=ax.transAxes)
         return fig
     long = frame.melt(id_vars=["benchmark", "method"], value_vars=["pre_fires", "post_fires", "false_alignment_rate"],
                       var_name="what", value_name="rate").dropna(subset=["rate"])

@@ -202,6 +202,16 @@ def side_by_side(ours: dict[str, float | None], paper: dict[str, float]) -> pd.D
                         index=pd.Index(keys, name="benchmark/metric/method"))
 
 
+def new_figure(width: float, height: float, empty: bool = False, message: str = "no data"):
+    """(figure, axes); an empty figure says ``message`` instead of plotting nothing silently."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height))
+    if empty:
+        ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    return fig, ax
+
+
 def plot_heatmap(table: pd.DataFrame, title: str):
     """A rows x methods heatmap of rates in [0, 1] (e.g. ASR per category)."""
     import matplotlib.pyplot as plt
