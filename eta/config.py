@@ -99,6 +99,10 @@ class JudgesConfig:
     # "#thescore:" so that a weak stand-in must give a verdict; empty (the default) for real judges.
     pairwise_answer_prefix: str = ""
     score_answer_prefix: str = ""
+    # Local judges only: instead of generating free text, reply with the likeliest of the verdicts
+    # the template allows (safe / unsafe, [[A]] / [[B]] / [[C]], scores 1-10), so that a weak
+    # stand-in always gives a verdict. Off for real judges, whose free replies are parsed.
+    constrained: bool = False
     batch_size: int = 8
     trust_remote_code: bool = False  # MD-Judge (InternLM2) ships its model code
 

@@ -270,6 +270,34 @@ def test_hf_chat_generator_shared_prefix_equals_full_prompts(tiny_chat_model):
     assert all(reply.startswith("w5 ") for reply in prefixed(prompts[:2]))
 
 
+def test_hf_chat_generator_choices_pick_the_likeliest(tiny_chat_model):
+    """With choices the reply is the answer prefix plus the choice of highest total log-probability,
+    the same with and without the shared-prefix cache and as computed by hand."""
+    torch = pytest.importorskip("torch")
+    model, tokenizer = tiny_chat_model
+    preamble = " ".join(f"w{i % 40}" for i in range(50))
+    prompts = [f"{preamble} w1 w2", f"{preamble} w3", f"{preamble} w4 w5 w6", "w7"]
+    choices = ["w10", "w11 w12", "w13", "w14 w15 w16"]
+    plain = j.HFChatGenerator(model, tokenizer, batch_size=3, answer_prefix="w9 ", choices=choices,
+                              shared_prefix_min_tokens=0)
+    cached = j.HFChatGenerator(model, tokenizer, batch_size=2, answer_prefix="w9 ", choices=choices)
+    replies = plain(prompts)
+    assert cached(prompts[:3]) == replies[:3]
+
+    def by_hand(prompt: str) -> str:
+        ids = plain._encode(plain.format(prompt))
+        totals = []
+        for choice in choices:
+            option = plain._encode(choice)
+            with torch.inference_mode():
+                logp = model(input_ids=torch.tensor([ids + option])).logits[0].log_softmax(-1)
+            totals.append(sum(float(logp[len(ids) - 1 + k, t]) for k, t in enumerate(option)))
+        return "w9 " + choices[max(range(len(choices)), key=totals.__getitem__)]
+
+    assert replies == [by_hand(p) for p in prompts]
+    assert all(r.removeprefix("w9 ") in choices for r in replies)
+
+
 def test_judges_run_on_hf_generator(tiny_chat_model):
     model, tokenizer = tiny_chat_model
     generator = j.HFChatGenerator(model, tokenizer, max_new_tokens=4, batch_size=2)
@@ -538,3 +566,20 @@ def test_api_key_never_leaks(server, sleeps, caplog):
     assert SECRET not in shown and SECRET not in str(exc) and SECRET not in repr(exc)
     assert "retry" in caplog.text  # the retry was logged ...
     assert SECRET not in caplog.text  # ... without the key
+
+
+def test_constrained_stand_in_judges_always_give_a_verdict():
+    """`judges.constrained`: the profile's local judges reply with one of the template's verdicts."""
+    from eta.analysis.helpfulness import judge_generator
+    from eta.config import load_profile
+    from eta.engine import Models, judge_names, safety_judge
+
+    profile = load_profile("tiny", {"judges.constrained": True})
+    models = Models(profile)
+    verdicts = safety_judge(models).judge(["w1", "w2", "w3"], ["a reply", "another", "I cannot help"])
+    assert {v.label for v in verdicts} <= {"safe", "unsafe"}
+    assert judge_names(profile)["safety"].endswith(":constrained")  # never mixed with free-text verdicts
+    items = [j.PairwiseItem(str(i), "q", f"answer {i}", "other", image=PNG) for i in range(3)]
+    assert all(v.outcome in ("win", "tie", "lose") for v in j.PairwiseJudge(judge_generator(models)).judge(items))
+    scores = j.HelpfulScoreJudge(judge_generator(models, "score")).judge([j.ScoreItem("a", "q", "answer")])
+    assert scores[0].score in range(1, 11)

@@ -20,9 +20,12 @@ def judge_generator(models: Models, task: str = "pairwise"):
         from eta.judges import OpenAIChatGenerator
 
         return OpenAIChatGenerator(model=j.helpfulness, max_tokens=j.helpfulness_max_new_tokens)
+    from eta.judges.helpfulness import PAIRWISE_VERDICTS, SCORE_VERDICTS
+
     prefix = j.pairwise_answer_prefix if task == "pairwise" else j.score_answer_prefix
+    choices = (PAIRWISE_VERDICTS if task == "pairwise" else SCORE_VERDICTS) if j.constrained else ()
     return models.text_generator(j.helpfulness, j.helpfulness_max_new_tokens, j.trust_remote_code,
-                                 answer_prefix=prefix)
+                                 answer_prefix=prefix, choices=choices)
 
 
 def pairwise(grid: Grid, benchmark: str, candidate: str, baselines: Sequence[str], generator,

@@ -72,6 +72,7 @@ class HFChatGenerator:
         progress: bool = True,
         answer_prefix: str = "",
         shared_prefix_min_tokens: int = 32,
+        choices: Sequence[str] = (),
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -84,6 +85,9 @@ class HFChatGenerator:
         self.progress = progress
         self.answer_prefix = answer_prefix  # the answer is made to start with this (and returned with it)
         self.shared_prefix_min_tokens = shared_prefix_min_tokens
+        # With choices the reply is not generated: it is the answer prefix plus the likeliest
+        # choice (sum of its tokens' log-probabilities), so a weak model always gives a verdict.
+        self.choices = list(choices)
 
     def format(self, prompt: Prompt) -> str:
         """The prompt as the model will read it (chat template applied, images dropped)."""
@@ -107,7 +111,8 @@ class HFChatGenerator:
         starts = range(0, len(order), self.batch_size)
         for start in tqdm(starts, desc="judge batches", disable=not self.progress, leave=False):
             chunk = order[start:start + self.batch_size]
-            for i, text in zip(chunk, self._generate([ids[i] for i in chunk], shared), strict=True):
+            run = self._choose if self.choices else self._generate
+            for i, text in zip(chunk, run([ids[i] for i in chunk], shared), strict=True):
                 out[i] = self.answer_prefix + text
         return out
 
@@ -140,33 +145,66 @@ class HFChatGenerator:
             raise ValueError("tokenizer has neither a pad nor an eos token to pad with")
         return int(pad)
 
-    def _generate(self, batch: list[list[int]], shared=None) -> list[str]:
-        """Greedy completions of one batch. With a shared prefix (length, cache) the rows read
-        ``prefix + padding + own suffix`` (padding masked in the middle) and the prefix's cache
-        is copied for the batch instead of being recomputed for every row."""
+    def _rows(self, sequences: list[list[int]], shared):
+        """Input ids, attention mask and cache of sequences laid out as ``prefix + padding + own
+        tokens`` (the shared prefix's cache copied per row, never written)."""
         import copy
 
         import torch
 
         pad_id = self._pad_id()
-        start, extra = 0, {}
+        start, cache = 0, None
         if shared is not None:
-            start, cache = shared
-            rows = copy.copy(cache)
-            rows.layers = [copy.copy(layer) for layer in cache.layers]
-            rows.batch_repeat_interleave(len(batch))  # new tensors: the shared cache is never written
-            extra["cache"] = rows
-        width = max(len(ids) for ids in batch) - start
-        input_ids = torch.full((len(batch), start + width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), start + width), dtype=torch.long)
-        for row, ids in enumerate(batch):
+            start, parent = shared
+            cache = copy.copy(parent)
+            cache.layers = [copy.copy(layer) for layer in parent.layers]
+            cache.batch_repeat_interleave(len(sequences))  # new tensors: the shared cache is never written
+        width = max(len(ids) for ids in sequences) - start
+        input_ids = torch.full((len(sequences), start + width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), start + width), dtype=torch.long)
+        for row, ids in enumerate(sequences):
             own = ids[start:]
             input_ids[row, :start] = torch.tensor(ids[:start], dtype=torch.long)
             attention_mask[row, :start] = 1
             if own:
                 input_ids[row, start + width - len(own):] = torch.tensor(own, dtype=torch.long)
                 attention_mask[row, start + width - len(own):] = 1
-        width = start + width
+        return input_ids, attention_mask, cache, start
+
+    def _choose(self, batch: list[list[int]], shared=None) -> list[str]:
+        """The likeliest of ``self.choices`` after each prompt."""
+        import torch
+
+        options = [self._encode(c) for c in self.choices]
+        if not all(options):
+            raise ValueError(f"a choice encodes to no tokens: {self.choices}")
+        rows = [(b, c) for b in range(len(batch)) for c in range(len(options))]
+        input_ids, mask, cache, start = self._rows([batch[b] + options[c] for b, c in rows], shared)
+        keep = max(len(o) for o in options) + 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        device = self.model.device
+        extra = {"cache": cache, "use_cache": True} if cache is not None else {}
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids[:, start:].to(device), attention_mask=mask.to(device),
+                                position_ids=positions[:, start:].to(device), logits_to_keep=keep,
+                                **extra).logits.float().log_softmax(-1)
+        totals = torch.empty(len(batch), len(options))
+        for r, (b, c) in enumerate(rows):
+            n = len(options[c])  # the choice's tokens end the row; each is predicted one position earlier
+            targets = torch.tensor(options[c], device=logits.device)
+            totals[b, c] = logits[r, keep - 1 - n: keep - 1].gather(-1, targets[:, None]).sum()
+        return [self.choices[int(i)] for i in totals.argmax(-1)]
+
+    def _generate(self, batch: list[list[int]], shared=None) -> list[str]:
+        """Greedy completions of one batch. With a shared prefix (length, cache) the rows read
+        ``prefix + padding + own suffix`` (padding masked in the middle) and the prefix's cache
+        is copied for the batch instead of being recomputed for every row."""
+        import torch
+
+        pad_id = self._pad_id()
+        input_ids, attention_mask, cache, _ = self._rows(batch, shared)
+        extra = {"cache": cache} if cache is not None else {}
+        width = input_ids.shape[1]
         device = self.model.device
         with torch.inference_mode():
             generated = self.model.generate(

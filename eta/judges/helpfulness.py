@@ -88,6 +88,10 @@ HELPFUL_SCORE_TEMPLATE = "\n".join([
 
 ImageInput = str | os.PathLike | bytes | Any  # a path, encoded bytes, or a PIL image
 
+# Every verdict the templates allow: what a constrained (stand-in) judge chooses among.
+PAIRWISE_VERDICTS = ("[[A]]", "[[B]]", "[[C]]")
+SCORE_VERDICTS = tuple(f"#thescore: {i}" for i in range(1, 11))
+
 _CHOICE = re.compile(r"\[\[([ABC])\]\]")
 _SCORE = re.compile(r"#\s*thescore\s*:?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
