@@ -98,3 +98,28 @@ def test_findings_compare_with_the_baseline():
                           for m, v in (("vanilla", 0.8), ("eta", 0.2))])
     text = grid.findings(frame, ["asr"])
     assert "eta 0.200 (lower)" in text and "intervals are wide" in text
+
+
+def test_metric_plot_puts_each_interval_on_its_own_bar():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    frame = pd.DataFrame([dict(benchmark=b, method=m, metric="acc", value=v, ci_low=lo, ci_high=hi, n=2)
+                          for b, m, v, lo, hi in (("t", "vanilla", 0.0, 0.0, 0.6), ("t", "eta", 0.2, 0.1, 0.7),
+                                                  ("m", "vanilla", 0.5, 0.1, 0.9), ("m", "eta", 0.5, None, None))])
+    ax = grid.plot_metric(frame, "acc", "title").axes[0]
+    bars = {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
+    errors = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    spans = {}
+    for container, method in zip(errors, ("vanilla", "eta")):
+        segments = container.lines[2][0].get_segments()
+        for segment in segments:
+            spans[(method, round(float(segment[0][0]), 3))] = (round(float(segment[0][1]), 3),
+                                                               round(float(segment[1][1]), 3))
+    centre = lambda patch: round(patch.get_x() + patch.get_width() / 2, 3)  # noqa: E731
+    assert spans[("vanilla", centre(bars["vanilla"].patches[0]))] == (0.0, 0.6)
+    assert spans[("eta", centre(bars["eta"].patches[0]))] == (0.1, 0.7)
+    assert spans[("vanilla", centre(bars["vanilla"].patches[1]))] == (0.1, 0.9)
+    assert ("eta", centre(bars["eta"].patches[1])) not in spans  # no interval, no line

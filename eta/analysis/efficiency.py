@@ -79,7 +79,7 @@ def paper_reference(benchmarks: dict[str, str], methods: list[str]) -> dict[str,
 
 def plot_timings(table: pd.DataFrame):
     """Stacked bars: where the seconds of one response go, per benchmark and method."""
-    fig, ax = new_figure(max(5, 0.9 * len(table) + 2), 3.8, table.empty, "no runs")
+    fig, ax = new_figure(max(5, 1.3 * len(table) + 2), 4.2, table.empty, "no runs")
     if table.empty:
         return fig
     names = [f"{b}\n{m}" for b, m in zip(table.benchmark, table.method)]
@@ -89,6 +89,7 @@ def plot_timings(table: pd.DataFrame):
         ax.bar(names, values, bottom=bottom, label=phase, color=colour)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set_ylabel("seconds per response")
+    ax.tick_params(axis="x", labelrotation=30)
     ax.legend(frameon=False)
     ax.set_title("Where the time goes (lower is better)")
     fig.tight_layout()

@@ -124,23 +124,41 @@ def export_samples(grid: Grid, output_dir: str | Path, name: str = "samples.json
         return db.export_jsonl(path, records)
 
 
-def plot_metric(frame: pd.DataFrame, metric: str, title: str):
-    """Grouped bars of one metric (benchmark on x, one bar per method) with its interval."""
+def new_figure(width: float, height: float, empty: bool = False, message: str = "no data"):
+    """(figure, axes); an empty figure says ``message`` instead of plotting nothing silently."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    part = frame[frame.metric == metric].copy()
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * part.benchmark.nunique() + 2), 3.6))
-    if part.empty or part.value.isna().all():
-        ax.text(0.5, 0.5, f"no valid {metric} values", ha="center", va="center", transform=ax.transAxes)
+    fig, ax = plt.subplots(figsize=(width, height))
+    if empty:
+        ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    return fig, ax
+
+
+def plot_metric(frame: pd.DataFrame, metric: str, title: str):
+    """Grouped bars of one metric (benchmark on x, one bar per method) with its 95% interval."""
+    part = frame[frame.metric == metric]
+    benchmarks = list(dict.fromkeys(part.benchmark))
+    methods = list(dict.fromkeys(part.method))
+    empty = part.empty or part.value.isna().all()
+    fig, ax = new_figure(max(5, 1.6 * len(benchmarks) + 2), 3.6, empty, f"no valid {metric} values")
+    if empty:
         return fig
-    sns.barplot(data=part, x="benchmark", y="value", hue="method", ax=ax)
-    for bar, (_, row) in zip(ax.patches, part.sort_values(["method", "benchmark"]).iterrows()):
-        if row.ci_low is not None and row.ci_high is not None and pd.notna(row.ci_low):
-            x = bar.get_x() + bar.get_width() / 2
-            ax.plot([x, x], [row.ci_low, row.ci_high], color="black", linewidth=1)
+    width = 0.8 / len(methods)
+    for j, method in enumerate(methods):
+        rows = part[part.method == method].set_index("benchmark").reindex(benchmarks)
+        xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(benchmarks))]
+        values = rows.value.astype(float)
+        ax.bar(xs, values.fillna(0), width, label=method)
+        low = (values - rows.ci_low.astype(float)).clip(lower=0)
+        high = (rows.ci_high.astype(float) - values).clip(lower=0)
+        has = values.notna() & rows.ci_low.notna() & rows.ci_high.notna()
+        if has.any():
+            ax.errorbar([x for x, h in zip(xs, has) if h], values[has], yerr=[low[has], high[has]], fmt="none",
+                        ecolor="black", elinewidth=1, capsize=2)
+    ax.set_xticks(range(len(benchmarks)), benchmarks)
     ax.set_title(title)
     ax.set_ylabel(metric)
+    ax.legend(frameon=False)
     fig.tight_layout()
     return fig
 
@@ -200,16 +218,6 @@ def side_by_side(ours: dict[str, float | None], paper: dict[str, float]) -> pd.D
     keys = sorted(set(ours) | set(paper))
     return pd.DataFrame({"ours": [ours.get(k) for k in keys], "paper": [paper.get(k) for k in keys]},
                         index=pd.Index(keys, name="benchmark/metric/method"))
-
-
-def new_figure(width: float, height: float, empty: bool = False, message: str = "no data"):
-    """(figure, axes); an empty figure says ``message`` instead of plotting nothing silently."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(width, height))
-    if empty:
-        ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
-    return fig, ax
 
 
 def plot_heatmap(table: pd.DataFrame, title: str):
