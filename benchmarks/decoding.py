@@ -199,12 +199,12 @@ def main(argv=None) -> int:
                         help="smollm2 / tiny weights; auto: bfloat16 on a CPU with native bf16 matmuls "
                              "(AMX or AVX512-BF16), else float32")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    parser.add_argument("--quick", action="store_true", help="64 tokens, 2 repeats (< 60 s on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="48 tokens, 2 repeats (< 60 s on 2 CPU cores)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.quick:
-        args.tokens, args.repeats = 64, 2
+        args.tokens, args.repeats = 48, 2
     if args.threads:
         torch.set_num_threads(args.threads)
     from eta.models import pick_device
