@@ -136,6 +136,8 @@ def test_notebook_runs_with_tiny_profile(notebook, tmp_path, monkeypatch):
     assert all(config["params"][k] == v for k, v in expected.items()
                if k not in rp.SET_BY_REPRODUCE and not isinstance(v, rp.Expression))
     assert "tiny" in data["tags"] and "stand-in" in data["tags"]
+    logged = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
+    assert b"executed-notebook" in logged, "the executed notebook is logged as an artifact"
     assert "NOT the paper's models" in data["notes"]
 
     secret = SECRET.encode()
