@@ -583,3 +583,20 @@ def test_constrained_stand_in_judges_always_give_a_verdict():
     assert all(v.outcome in ("win", "tie", "lose") for v in j.PairwiseJudge(judge_generator(models)).judge(items))
     scores = j.HelpfulScoreJudge(judge_generator(models, "score")).judge([j.ScoreItem("a", "q", "answer")])
     assert scores[0].score in range(1, 11)
+
+
+def test_identical_answers_can_be_a_tie_without_the_judge():
+    asked = []
+
+    def generator(prompts):
+        asked.extend(prompts)
+        return ["[[A]]"] * len(prompts)
+
+    items = [j.PairwiseItem("same", "q", "Same answer.", "Same answer. "),
+             j.PairwiseItem("diff", "q", "Mine.", "Theirs.")]
+    verdicts = j.PairwiseJudge(generator, identical_is_tie=True).judge(items)
+    assert verdicts[0].outcome == "tie" and verdicts[0].choice is None and len(asked) == 1
+    assert verdicts[1].outcome in ("win", "lose")
+    asked.clear()
+    faithful = j.PairwiseJudge(generator).judge(items)  # default: every pair goes to the judge
+    assert len(asked) == 2 and faithful[0].outcome in ("win", "lose")

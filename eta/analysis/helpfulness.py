@@ -29,11 +29,12 @@ def judge_generator(models: Models, task: str = "pairwise"):
 
 
 def pairwise(grid: Grid, benchmark: str, candidate: str, baselines: Sequence[str], generator,
-             seed: int) -> pd.DataFrame:
-    """One row per (baseline, sample): the judge's outcome for the candidate's answer."""
+             seed: int, identical_is_tie: bool = False) -> pd.DataFrame:
+    """One row per (baseline, sample): the judge's outcome for the candidate's answer (identical
+    answers a tie without asking the judge when ``identical_is_tie``)."""
     from eta.judges import PairwiseItem, PairwiseJudge
 
-    judge = PairwiseJudge(generator, seed=seed)
+    judge = PairwiseJudge(generator, seed=seed, identical_is_tie=identical_is_tie)
     ours = {r["sample_id"]: r for r in grid.evaluations[(benchmark, candidate)].records}
     rows = []
     for baseline in baselines:
@@ -41,8 +42,9 @@ def pairwise(grid: Grid, benchmark: str, candidate: str, baselines: Sequence[str
         ids = [i for i in ours if i in theirs]
         items = [PairwiseItem(item_id=i, question=ours[i]["question"], candidate=ours[i]["response"],
                               baseline=theirs[i]["response"], image=ours[i].get("image")) for i in ids]
-        for verdict in judge.judge(items):
-            rows.append({"baseline": baseline, **verdict.to_dict()})
+        for item, verdict in zip(items, judge.judge(items)):
+            rows.append({"baseline": baseline, **verdict.to_dict(),
+                         "identical": item.candidate.strip() == item.baseline.strip()})
     return pd.DataFrame(rows)
 
 

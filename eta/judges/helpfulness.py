@@ -191,6 +191,9 @@ def pairwise_outcome(choice: str | None, first: bool) -> str:
     return "win" if choice == candidate_label else "lose"
 
 
+IDENTICAL_REPLY = "(identical answers: a tie, the judge was not asked)"
+
+
 class PairwiseJudge:
     """Pairwise helpfulness judge (the paper's GPT-4 win-tie evaluation)."""
 
@@ -201,9 +204,13 @@ class PairwiseJudge:
         seed: int = 0,
         system_prompt: str = PAIRWISE_SYSTEM_PROMPT,
         user_template: str = PAIRWISE_USER_TEMPLATE,
+        identical_is_tie: bool = False,
     ) -> None:
         self.generator = generator
         self.seed = seed
+        # Byte-identical answers (ETA left a benign input alone) are a tie without asking the judge:
+        # no judge cost, no position bias. Off by default: the paper's protocol judges every pair.
+        self.identical_is_tie = identical_is_tie
         self.system_prompt = system_prompt
         self.user_template = user_template
 
@@ -220,10 +227,17 @@ class PairwiseJudge:
         ids = [item.item_id for item in items]
         if len(set(ids)) != len(ids):
             raise ValueError("pairwise item ids must be unique (they seed the order coin)")
-        chats = [self.conversation(item) for item in items]
-        replies = _run(self.generator, [messages for messages, _ in chats])
+        same = [self.identical_is_tie and item.candidate.strip() == item.baseline.strip() for item in items]
+        asked = [item for item, s in zip(items, same) if not s]
+        chats = {item.item_id: self.conversation(item) for item in asked}
+        replies = dict(zip(chats, _run(self.generator, [messages for messages, _ in chats.values()]), strict=True))
         verdicts = []
-        for item, (_, first), reply in zip(items, chats, replies, strict=True):
+        for item, identical in zip(items, same, strict=True):
+            if identical:
+                verdicts.append(PairwiseVerdict(item.item_id, "tie", None, candidate_first(self.seed, item.item_id),
+                                                IDENTICAL_REPLY))
+                continue
+            first, reply = chats[item.item_id][1], replies[item.item_id]
             choice = parse_pairwise_choice(reply)
             verdicts.append(PairwiseVerdict(item.item_id, pairwise_outcome(choice, first),
                                             choice, first, reply))
