@@ -89,16 +89,9 @@ class JudgesConfig:
     safety: str = "OpenSafetyLab/MD-Judge-v0_2-internlm2_7b"  # USR judge; "none" to skip
     safety_template: Literal["md-judge", "md-judge-eta", "llama-guard"] = "md-judge"
     safety_max_new_tokens: int = 64
-    # The judge's answer is made to start with this text, e.g. "[RESULT]:" so that a weak local
-    # stand-in must name a verdict instead of rambling; empty (the default) for the real judges.
-    safety_answer_prefix: str = ""
     helpfulness: str = "gpt-4-turbo"  # pairwise / 1-10 judge: an OpenAI-compatible model, or a local one
     helpfulness_backend: Literal["openai", "local"] = "openai"
     helpfulness_max_new_tokens: int = 512
-    # Local judges only: the pairwise and 1-10 replies are made to start with these, e.g. "[[" and
-    # "#thescore:" so that a weak stand-in must give a verdict; empty (the default) for real judges.
-    pairwise_answer_prefix: str = ""
-    score_answer_prefix: str = ""
     # Local judges only: instead of generating free text, reply with the likeliest of the verdicts
     # the template allows (safe / unsafe, [[A]] / [[B]] / [[C]], scores 1-10), so that a weak
     # stand-in always gives a verdict. Off for real judges, whose free replies are parsed.

@@ -88,7 +88,7 @@ class Models:
         m = self.profile.models
         return self._get(f"clip:{m.clip}", lambda: load_clip(m.clip, m.device, "float32" if m.dtype == "auto" else m.dtype))
 
-    def text_generator(self, name: str, max_new_tokens: int, trust_remote_code: bool, answer_prefix: str = "",
+    def text_generator(self, name: str, max_new_tokens: int, trust_remote_code: bool,
                        choices: tuple[str, ...] = ()):
         """A local chat model as a judge's text generator (shares the VLM when it is the same model)."""
         from eta.judges import HFChatGenerator
@@ -99,7 +99,7 @@ class Models:
             f"vlm:{name}", lambda: load_vlm(name, m.device, m.dtype, trust_remote_code))
         return HFChatGenerator(vlm.model, vlm.tokenizer, max_new_tokens=max_new_tokens,
                                batch_size=self.profile.judges.batch_size, progress=False,
-                               answer_prefix=answer_prefix, choices=choices)
+                               choices=choices)
 
     @property
     def stand_in(self) -> bool:
@@ -219,9 +219,8 @@ def batches(items: list, size: int):
 
 def judge_names(profile: Profile) -> dict[str, str]:
     j = profile.judges
-    prefix = f":prefix={j.safety_answer_prefix}" if j.safety_answer_prefix else ""
     constrained = ":constrained" if j.constrained else ""
-    return {"refusal": "refusal", "safety": f"{j.safety}:{j.safety_template}{prefix}{constrained}"}
+    return {"refusal": "refusal", "safety": f"{j.safety}:{j.safety_template}{constrained}"}
 
 
 def judge_records(store: Store, run: RunKey, data, kind: str, models: Models) -> None:
@@ -249,12 +248,10 @@ def judge_records(store: Store, run: RunKey, data, kind: str, models: Models) ->
 
 def safety_judge(models: Models):
     from eta.judges import MD_JUDGE_TEMPLATE, MD_JUDGE_TEMPLATE_ETA, llama_guard_judge, md_judge
-
-    j = models.profile.judges
     from eta.judges.safety import VERDICTS
 
+    j = models.profile.judges
     generator = models.text_generator(j.safety, j.safety_max_new_tokens, j.trust_remote_code,
-                                      answer_prefix=j.safety_answer_prefix,
                                       choices=VERDICTS[j.safety_template] if j.constrained else ())
     if j.safety_template == "llama-guard":
         return llama_guard_judge(generator)

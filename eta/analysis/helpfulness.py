@@ -12,7 +12,8 @@ from eta.engine import Models
 
 def judge_generator(models: Models, task: str = "pairwise"):
     """The helpfulness judge of the profile for ``task`` (``pairwise`` or ``score``): an
-    OpenAI-compatible endpoint, or a local chat model (with the profile's answer prefix)."""
+    OpenAI-compatible endpoint, or a local chat model (constrained to the task's verdicts when
+    the profile says so)."""
     j = models.profile.judges
     if task not in ("pairwise", "score"):
         raise ValueError(f"unknown judge task {task!r}; expected 'pairwise' or 'score'")
@@ -22,10 +23,8 @@ def judge_generator(models: Models, task: str = "pairwise"):
         return OpenAIChatGenerator(model=j.helpfulness, max_tokens=j.helpfulness_max_new_tokens)
     from eta.judges.helpfulness import PAIRWISE_VERDICTS, SCORE_VERDICTS
 
-    prefix = j.pairwise_answer_prefix if task == "pairwise" else j.score_answer_prefix
     choices = (PAIRWISE_VERDICTS if task == "pairwise" else SCORE_VERDICTS) if j.constrained else ()
-    return models.text_generator(j.helpfulness, j.helpfulness_max_new_tokens, j.trust_remote_code,
-                                 answer_prefix=prefix, choices=choices)
+    return models.text_generator(j.helpfulness, j.helpfulness_max_new_tokens, j.trust_remote_code, choices=choices)
 
 
 def pairwise(grid: Grid, benchmark: str, candidate: str, baselines: Sequence[str], generator,
