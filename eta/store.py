@@ -142,14 +142,19 @@ class Store:
 
     def export_jsonl(self, path: str | Path, records: Iterable[dict[str, Any]] | None = None) -> Path:
         """Write records (default: the whole store) as JSON lines, replacing the file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with open(tmp, "w") as handle:
-            for record in records if records is not None else self.iter_all():
-                handle.write(json.dumps(record, default=str) + "\n")
-        tmp.replace(path)
-        return path
+        return write_jsonl(path, records if records is not None else self.iter_all())
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> Path:
+    """Records as JSON lines, written to a temporary file and moved into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as handle:
+        for record in records:
+            handle.write(json.dumps(record, default=str) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def to_dataframe(records: list[dict[str, Any]]):

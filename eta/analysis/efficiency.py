@@ -9,6 +9,7 @@ import sys
 import pandas as pd
 import torch
 
+from eta.analysis import grid
 from eta.analysis.grid import Grid, new_figure
 
 PHASES = ("generate", "evaluate", "align")
@@ -62,19 +63,9 @@ def paper_reference(benchmarks: dict[str, str], methods: list[str]) -> dict[str,
 
     ``benchmarks`` maps the paper's benchmark (``mmbench``, ``scienceqa-img``) to the one run here.
     """
-    from eta import report
-
-    out = {}
-    for method in methods:
-        try:
-            ref = report.paper_metrics("efficiency", "llava-1.5-7b", method)
-        except KeyError:
-            continue
-        for key, value in ref.items():
-            benchmark, metric = key.split("/")
-            if metric == "seconds_per_response" and benchmark in benchmarks:
-                out[f"{benchmarks[benchmark]}/{metric}/{method}"] = value
-    return out
+    reference = grid.paper_reference("efficiency", methods)
+    beside = grid.paper_beside(reference, list(benchmarks.values()), {ours: theirs for theirs, ours in benchmarks.items()})
+    return {key: value for key, value in beside.items() if key.split("/")[1] == "seconds_per_response"}
 
 
 def plot_timings(table: pd.DataFrame):

@@ -114,18 +114,18 @@ def false_alignment(grid: Grid, methods: Sequence[str] = ("eta",)) -> pd.DataFra
     for (benchmark, label), ev in grid.evaluations.items():
         if label not in methods:
             continue
-        records = ev.records
-        pre = [r.get("pre_unsafe") for r in records if r.get("pre_unsafe") is not None]
-        post = [r.get("post_unsafe") for r in records if r.get("post_unsafe") is not None]
-        rows.append({
-            "benchmark": benchmark, "method": label, "n": len(records),
-            "pre_fires": sum(map(bool, pre)) / len(pre) if pre else None,
-            "post_fires": sum(map(bool, post)) / len(post) if post else None,
-            "false_alignment_rate": ev.metrics.get("aligned_rate", {}).get("value"),
-            "ci_low": (ev.metrics.get("aligned_rate", {}).get("ci") or [None, None])[0],
-            "ci_high": (ev.metrics.get("aligned_rate", {}).get("ci") or [None, None])[1],
-        })
+        aligned = ev.metrics.get("aligned_rate", {})
+        ci_low, ci_high = aligned.get("ci") or (None, None)
+        rows.append({"benchmark": benchmark, "method": label, "n": len(ev.records),
+                     "pre_fires": _share(ev.records, "pre_unsafe"), "post_fires": _share(ev.records, "post_unsafe"),
+                     "false_alignment_rate": aligned.get("value"), "ci_low": ci_low, "ci_high": ci_high})
     return pd.DataFrame(rows)
+
+
+def _share(records: list[dict[str, Any]], flag: str) -> float | None:
+    """Share of records whose ``flag`` is true, among those where it was decided (not None)."""
+    decided = [bool(r[flag]) for r in records if r.get(flag) is not None]
+    return sum(decided) / len(decided) if decided else None
 
 
 def false_alignment_metrics(frame: pd.DataFrame) -> dict[str, float | None]:

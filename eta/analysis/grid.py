@@ -15,7 +15,7 @@ import pandas as pd
 
 from eta.config import Profile
 from eta.engine import Evaluation, Models, evaluate
-from eta.store import Store
+from eta.store import Store, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,6 @@ log = logging.getLogger(__name__)
 class Grid:
     profile: Profile
     evaluations: dict[tuple[str, str], Evaluation] = field(default_factory=dict)  # (benchmark, label) -> run
-
-    @property
-    def stand_in(self) -> bool:
-        return self.profile.stand_in
 
 
 def run_grid(profile: Profile, benchmarks: Sequence[str], methods: Sequence[str], *, limit: int | None,
@@ -118,10 +114,7 @@ def branch_frame(grid: Grid) -> pd.DataFrame:
 
 def export_samples(grid: Grid, output_dir: str | Path, name: str = "samples.jsonl") -> Path:
     """All per-sample records of the grid as JSON lines (for artifacts)."""
-    path = Path(output_dir) / name
-    with Store(grid.profile.engine.store) as db:
-        records = [r for ev in grid.evaluations.values() for r in ev.records]
-        return db.export_jsonl(path, records)
+    return write_jsonl(Path(output_dir) / name, (r for ev in grid.evaluations.values() for r in ev.records))
 
 
 def new_figure(width: float, height: float, empty: bool = False, message: str = "no data"):
@@ -204,15 +197,6 @@ def paper_beside(reference: dict[str, float], benchmarks: Sequence[str],
     return out
 
 
-def paper_frame(reference: dict[str, float]) -> pd.DataFrame:
-    """The paper's numbers as a benchmark x (metric, method) table."""
-    rows = [dict(zip(("benchmark", "metric", "method"), key.split("/")), paper=value)
-            for key, value in reference.items()]
-    if not rows:
-        return pd.DataFrame()
-    return pd.DataFrame(rows).pivot_table(index="benchmark", columns=["metric", "method"], values="paper")
-
-
 def side_by_side(ours: dict[str, float | None], paper: dict[str, float]) -> pd.DataFrame:
     """Our numbers beside the paper's, one row per key present in either."""
     keys = sorted(set(ours) | set(paper))
@@ -222,12 +206,10 @@ def side_by_side(ours: dict[str, float | None], paper: dict[str, float]) -> pd.D
 
 def plot_heatmap(table: pd.DataFrame, title: str):
     """A rows x methods heatmap of rates in [0, 1] (e.g. ASR per category)."""
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, ax = plt.subplots(figsize=(1.4 * max(2, table.shape[1]) + 3, 0.35 * max(3, len(table)) + 1.2))
+    fig, ax = new_figure(1.4 * max(2, table.shape[1]) + 3, 0.35 * max(3, len(table)) + 1.2, table.empty)
     if table.empty:
-        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         return fig
     labels = ["/".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in table.index]
     sns.heatmap(table.astype(float).set_axis(labels), vmin=0, vmax=1, annot=True, fmt=".2f", cmap="rocket_r",

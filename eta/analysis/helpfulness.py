@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from eta.analysis.grid import Grid
+from eta.analysis.grid import Grid, new_figure
 from eta.engine import Models
 
 
@@ -91,11 +91,8 @@ def score_metrics(scores: pd.DataFrame, benchmark: str) -> dict[str, Any]:
 
 
 def plot_outcomes(counts: pd.DataFrame, title: str):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 0.8 + 0.6 * max(1, len(counts))))
+    fig, ax = new_figure(6, 0.8 + 0.6 * max(1, len(counts)), counts.empty, "no judgments")
     if counts.empty:
-        ax.text(0.5, 0.5, "no judgments", ha="center", va="center", transform=ax.transAxes)
         return fig
     shares = counts.div(counts.sum(axis=1), axis=0)
     left = pd.Series(0.0, index=shares.index)
