@@ -362,13 +362,10 @@ def preflight(profile: Profile, plans: Sequence[NotebookPlan]) -> list[Missing]:
     found: dict[str, Missing] = {}
     for plan in plans:
         checks = [model_missing(role, name, profile) for role, name in plan.models.items()]
-        if plan.parameters.get("format_fixtures"):
-            pass  # the notebook builds release-format fixtures itself; no data directory is read
-        elif plan.parameters.get("data_dir"):
-            with environment(ETA_DATA_DIR=str(plan.parameters["data_dir"])):
+        if not plan.parameters.get("format_fixtures"):  # fixtures are built by the notebook: no data dir read
+            data_dir = plan.parameters.get("data_dir")
+            with environment(ETA_DATA_DIR=str(data_dir) if data_dir else None):
                 checks += [benchmark_missing(name) for name in plan.benchmarks]
-        else:
-            checks += [benchmark_missing(name) for name in plan.benchmarks]
         for missing in filter(None, checks):
             entry = found.setdefault(missing.what, missing)
             if plan.name not in entry.needed_by:

@@ -88,6 +88,9 @@ class HFChatGenerator:
         # With choices the reply is not generated: it is the answer prefix plus the likeliest
         # choice (sum of its tokens' log-probabilities), so a weak model always gives a verdict.
         self.choices = list(choices)
+        self._choice_ids = [self._encode(c) for c in self.choices]
+        if not all(self._choice_ids):
+            raise ValueError(f"a choice encodes to no tokens: {self.choices}")
 
     def format(self, prompt: Prompt) -> str:
         """The prompt as the model will read it (chat template applied, images dropped)."""
@@ -108,10 +111,10 @@ class HFChatGenerator:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[str] = [""] * len(ids)
         shared = self._shared_prefix(ids)
+        run = self._choose if self.choices else self._generate
         starts = range(0, len(order), self.batch_size)
         for start in tqdm(starts, desc="judge batches", disable=not self.progress, leave=False):
             chunk = order[start:start + self.batch_size]
-            run = self._choose if self.choices else self._generate
             for i, text in zip(chunk, run([ids[i] for i in chunk], shared), strict=True):
                 out[i] = self.answer_prefix + text
         return out
@@ -175,9 +178,7 @@ class HFChatGenerator:
         """The likeliest of ``self.choices`` after each prompt."""
         import torch
 
-        options = [self._encode(c) for c in self.choices]
-        if not all(options):
-            raise ValueError(f"a choice encodes to no tokens: {self.choices}")
+        options = self._choice_ids
         rows = [(b, c) for b in range(len(batch)) for c in range(len(options))]
         input_ids, mask, cache, start = self._rows([batch[b] + options[c] for b, c in rows], shared)
         keep = max(len(o) for o in options) + 1
