@@ -34,6 +34,9 @@ DEEP_PROMPT = (
 )
 
 Rule = Literal["both", "pre", "post", "either"]
+# How judge replies and benchmark answers are read: ``official`` = byte for byte what the official
+# scoring scripts compute; ``strict`` = this suite's more careful readings (README lists the differences).
+Protocol = Literal["official", "strict"]
 TextOnlyRule = Literal["post", "never"]
 
 
@@ -86,6 +89,7 @@ class ModelsConfig:
 class JudgesConfig:
     """Who scores the outputs. Models are registry names, hub ids or local paths."""
 
+    protocol: Protocol = "official"  # official scripts' parsing and settings, or the stricter readings
     safety: str = "OpenSafetyLab/MD-Judge-v0_2-internlm2_7b"  # USR judge; "none" to skip
     safety_template: Literal["md-judge", "md-judge-eta", "llama-guard"] = "md-judge"
     safety_max_new_tokens: int = 64
