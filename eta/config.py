@@ -92,10 +92,10 @@ class JudgesConfig:
     protocol: Protocol = "official"  # official scripts' parsing and settings, or the stricter readings
     safety: str = "OpenSafetyLab/MD-Judge-v0_2-internlm2_7b"  # USR judge; "none" to skip
     safety_template: Literal["md-judge", "md-judge-eta", "llama-guard"] = "md-judge"
-    safety_max_new_tokens: int = 64
+    safety_max_new_tokens: int = 256  # eval_usr.py's limit: MD-Judge reasons step by step before its verdict
     helpfulness: str = "gpt-4-turbo"  # pairwise / 1-10 judge: an OpenAI-compatible model, or a local one
     helpfulness_backend: Literal["openai", "local"] = "openai"
-    helpfulness_max_new_tokens: int = 512
+    helpfulness_max_new_tokens: int = 1024  # the official GPT-4 scripts' max_tokens
     # Local judges only: instead of generating free text, reply with the likeliest of the verdicts
     # the template allows (safe / unsafe, [[A]] / [[B]] / [[C]], scores 1-10), so that a weak
     # stand-in always gives a verdict. Off for real judges, whose free replies are parsed.

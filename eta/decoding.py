@@ -16,6 +16,7 @@ and stopping criteria.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -263,6 +264,58 @@ class StopStrings:
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         return self._criteria(tokens, None)
+
+
+class SentenceEndTokens:
+    """A sentence ends at a sampled token that is, by itself, exactly one of ``strings``.
+
+    The official ETA loop ends a sentence on LLaMA's token 29889 ("."); here the ids are found
+    through the tokenizer for any architecture: the vocabulary entries that add exactly the string
+    when decoded after other text (byte-fallback pieces excluded). A token that merely contains a
+    period (``...``, ``.\u201d``, ``.[``) or carries a leading space (`` .``) ends nothing.
+    """
+
+    def __init__(self, tokenizer, strings: list[str]):
+        if not strings or any(not s for s in strings):
+            raise ValueError(f"sentence-end strings must be non-empty, got {strings!r}")
+        self.strings = list(strings)
+        self.token_ids = sorted(exact_token_ids(tokenizer, self.strings))
+        if not self.token_ids:
+            raise ValueError(f"no token of this tokenizer is exactly one of {self.strings!r}")
+        self._ids = torch.tensor(self.token_ids, dtype=torch.long)
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self._ids.device != tokens.device:
+            self._ids = self._ids.to(tokens.device)
+        return torch.isin(tokens[:, -1], self._ids)
+
+
+def exact_token_ids(tokenizer, strings: list[str]) -> set[int]:
+    """Ids of the tokens that decode to exactly one of ``strings`` in running text."""
+    anchor = tokenizer.encode("a", add_special_tokens=False)
+    base = tokenizer.decode(anchor)
+    special = set(tokenizer.all_special_ids)
+    ascii_only = all(s.isascii() for s in strings)
+    found = set()
+    for piece, token_id in tokenizer.get_vocab().items():
+        if token_id in special or re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", piece):
+            continue
+        if ascii_only and not any(ch in piece for s in strings for ch in s):
+            continue  # ASCII is spelled as itself in SentencePiece and byte-level vocabularies
+        added = tokenizer.decode(anchor + [token_id])
+        if added.startswith(base) and added[len(base):] in strings:
+            found.add(token_id)
+    return found
+
+
+def sentence_stop(tokenizer, strings: list[str], protocol: str = "strict") -> StopRule:
+    """The sentence end of deep alignment: ``official`` ends on a sampled token that is exactly a
+    sentence-end string (the official loop's rule); ``strict`` on any token that completes one."""
+    if protocol == "official":
+        return SentenceEndTokens(tokenizer, strings)
+    if protocol == "strict":
+        return StopStrings(tokenizer, strings)
+    raise ValueError(f"unknown protocol {protocol!r}; expected 'official' or 'strict'")
 
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:

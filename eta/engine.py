@@ -71,7 +71,19 @@ class Models:
         from eta.models import load_vlm
 
         m = self.profile.models
-        return self._get(f"vlm:{m.vlm}", lambda: load_vlm(m.vlm, m.device, m.dtype, m.trust_remote_code))
+        return self._get(f"vlm:{m.vlm}", lambda: load_vlm(m.vlm, m.device, m.dtype, m.trust_remote_code,
+                                                          protocol=self.profile.judges.protocol))
+
+    def vlm_for(self, benchmark_kind: str | None):
+        """The VLM building its inputs as the official scripts do for this kind of benchmark
+        (LLaVA-1.5 under the official protocol: ``vicuna_v1`` on general-ability sets, ``llava_v1``
+        elsewhere); the loaded VLM itself otherwise."""
+        from eta.models import official_conversation
+
+        vlm = self.vlm
+        if vlm.conversation is None or benchmark_kind is None:
+            return vlm
+        return vlm.with_conversation(official_conversation(benchmark_kind))
 
     @property
     def reward_model(self):
@@ -89,7 +101,7 @@ class Models:
         return self._get(f"clip:{m.clip}", lambda: load_clip(m.clip, m.device, "float32" if m.dtype == "auto" else m.dtype))
 
     def text_generator(self, name: str, max_new_tokens: int, trust_remote_code: bool,
-                       choices: tuple[str, ...] = ()):
+                       choices: tuple[str, ...] = (), **options):
         """A local chat model as a judge's text generator (shares the VLM when it is the same model)."""
         from eta.judges import HFChatGenerator
         from eta.models import load_vlm
@@ -99,23 +111,27 @@ class Models:
             f"vlm:{name}", lambda: load_vlm(name, m.device, m.dtype, trust_remote_code))
         return HFChatGenerator(vlm.model, vlm.tokenizer, max_new_tokens=max_new_tokens,
                                batch_size=self.profile.judges.batch_size, progress=False,
-                               choices=choices)
+                               choices=choices, **options)
 
     @property
     def stand_in(self) -> bool:
         return self.profile.stand_in
 
 
-def build_runner(models: Models, method: str, overrides: dict[str, Any] | None, seed: int):
+def build_runner(models: Models, method: str, overrides: dict[str, Any] | None, seed: int,
+                 benchmark_kind: str | None = None):
     from eta.method import ETA
 
     spec = get_method(method)
     cfg = method_config(spec, models.profile, overrides)
-    vlm = models.vlm
+    vlm = models.vlm_for(benchmark_kind)
     rm = models.reward_model if spec.kind == "eta" else None
     clip = models.clip if spec.kind == "eta" else None
-    memo = models.vanilla_memo if spec.kind == "eta" else None
-    return spec, cfg, Runner(spec, ETA(vlm, rm, clip, cfg, seed=seed, vanilla_memo=memo), seed)
+    memo = None
+    if spec.kind == "eta" and models.vanilla_memo is not None:  # shared per input format only
+        memo = models.vanilla_memo.setdefault(vlm.input_format, {})
+    eta = ETA(vlm, rm, clip, cfg, seed=seed, vanilla_memo=memo, protocol=models.profile.judges.protocol)
+    return spec, cfg, Runner(spec, eta, seed)
 
 
 # -------------------------------------------------------------------------------------- sharding
@@ -177,7 +193,7 @@ def evaluate(
         log.info("%s / %s / %s: %d samples, %d stored, %d to run (shard %d of %d)", run.model, method,
                  benchmark, len(mine), len(mine) - len(todo), len(todo), index + 1, count)
         if todo:
-            _, _, runner = build_runner(models, method, overrides, seed)
+            _, _, runner = build_runner(models, method, overrides, seed, benchmark_kind=get_info(benchmark).kind)
             bar = tqdm(total=len(todo), desc=f"{method} on {benchmark}", disable=not progress, unit="sample")
             for batch in batches(todo, profile.engine.batch_size):
                 images = [load_image(ex) if ex.image is not None else None for ex in batch]
@@ -195,7 +211,8 @@ def evaluate(
         if judge:
             judge_records(store, run, data, info.kind, models)
         records = store.get(run, [ex.id for ex in data])
-        return Evaluation(run=run, records=records, metrics=aggregate(records, info.kind, data),
+        metrics = aggregate(records, info.kind, data, safety_judge=judge_names(profile)["safety"])
+        return Evaluation(run=run, records=records, metrics=metrics,
                           skipped=len(data.skipped), stand_in=profile.stand_in)
     finally:
         if own_store:
@@ -218,9 +235,17 @@ def batches(items: list, size: int):
 
 
 def judge_names(profile: Profile) -> dict[str, str]:
+    """The store's name of each judge's verdicts: every setting that can change a safety verdict
+    (model, template and a hash of its text, protocol, token limit, constrained choice) is in it,
+    so verdicts made with other settings are never reused."""
+    from eta.judges.safety import safety_template
+
     j = profile.judges
     constrained = ":constrained" if j.constrained else ""
-    return {"refusal": "refusal", "safety": f"{j.safety}:{j.safety_template}{constrained}"}
+    template = stable_hash(safety_template(j.safety_template))[:8]
+    return {"refusal": "refusal",
+            "safety": f"{j.safety}:{j.safety_template}#{template}:{j.protocol}:{j.safety_max_new_tokens}tok"
+                      f"{constrained}"}
 
 
 def judge_records(store: Store, run: RunKey, data, kind: str, models: Models) -> None:
@@ -247,22 +272,25 @@ def judge_records(store: Store, run: RunKey, data, kind: str, models: Models) ->
 
 
 def safety_judge(models: Models):
-    from eta.judges import MD_JUDGE_TEMPLATE, MD_JUDGE_TEMPLATE_ETA, llama_guard_judge, md_judge
-    from eta.judges.safety import VERDICTS
+    from eta.judges import llama_guard_judge, md_judge
+    from eta.judges.safety import VERDICTS, safety_generation, safety_template
 
     j = models.profile.judges
+    options = safety_generation(j.protocol) if j.safety_template != "llama-guard" else {}
     generator = models.text_generator(j.safety, j.safety_max_new_tokens, j.trust_remote_code,
-                                      choices=VERDICTS[j.safety_template] if j.constrained else ())
+                                      choices=VERDICTS[j.safety_template] if j.constrained else (), **options)
     if j.safety_template == "llama-guard":
         return llama_guard_judge(generator)
-    return md_judge(generator, MD_JUDGE_TEMPLATE_ETA if j.safety_template == "md-judge-eta" else MD_JUDGE_TEMPLATE)
+    return md_judge(generator, safety_template(j.safety_template))
 
 
 # ------------------------------------------------------------------------------------ aggregation
 
 
-def aggregate(records: list[dict[str, Any]], kind: str, data) -> dict[str, dict[str, Any]]:
-    """Headline metrics of one run, each with its direction and uncertainty."""
+def aggregate(records: list[dict[str, Any]], kind: str, data,
+              safety_judge: str | None = None) -> dict[str, dict[str, Any]]:
+    """Headline metrics of one run, each with its direction and uncertainty (the USR from the
+    verdicts of ``safety_judge``, or of every non-refusal judge when None)."""
     from eta.metrics import aggregate as mean_metric
     from eta.metrics import attack_success_rate, unsafe_rate
 
@@ -272,7 +300,8 @@ def aggregate(records: list[dict[str, Any]], kind: str, data) -> dict[str, dict[
     successes = [v["attack_success"] for r in records for k, v in r["verdicts"].items() if k == "refusal"]
     if kind == "harmful":
         metrics["asr"] = attack_success_rate(successes)
-        labels = [v.get("label") for r in records for k, v in r["verdicts"].items() if k != "refusal"]
+        labels = [v.get("label") for r in records for k, v in r["verdicts"].items()
+                  if k != "refusal" and (safety_judge is None or k == safety_judge)]
         if labels:
             metrics.update(unsafe_rate(labels))
     elif kind == "general":

@@ -18,7 +18,6 @@ from PIL import Image, UnidentifiedImageError
 
 from eta.config import ETAConfig, Profile
 from eta.decoding import (
-    StopStrings,
     TopKSampler,
     best_of_n_sentences,
     greedy,
@@ -26,6 +25,7 @@ from eta.decoding import (
     prefill,
     prefill_batch,
     sample_continuations,
+    sentence_stop,
 )
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ def stable_seed(seed: int, *parts: str) -> int:
 class ETA:
     """The method over a VLM, a reward model and a CLIP scorer."""
 
-    def __init__(self, vlm, reward_model, clip, cfg: ETAConfig, seed: int = 0, vanilla_memo: dict | None = None):
+    def __init__(self, vlm, reward_model, clip, cfg: ETAConfig, seed: int = 0, vanilla_memo: dict | None = None,
+                 protocol: str = "strict"):
         if cfg.num_candidates < 1 or cfg.max_sentence_tokens < 1 or cfg.max_new_tokens < 1:
             raise ValueError("num_candidates, max_sentence_tokens and max_new_tokens must be >= 1")
         # Shared by ETA variants on the same models: the greedy vanilla answer of an input (image
@@ -103,7 +104,8 @@ class ETA:
         self.clip = clip
         self.cfg = cfg
         self.seed = seed
-        self.stop = StopStrings(vlm.tokenizer, cfg.sentence_end)
+        self.protocol = protocol  # official: the official scripts' sentence end (and ECSO steps)
+        self.stop = sentence_stop(vlm.tokenizer, cfg.sentence_end, protocol)
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "ETA":
@@ -114,7 +116,7 @@ class ETA:
         vlm = load_vlm(m.vlm, m.device, m.dtype, m.trust_remote_code)
         rm = load_reward_model(m.reward_model, m.device, m.dtype, m.trust_remote_code)
         clip = load_clip(m.clip, m.device, "float32" if m.dtype == "auto" else m.dtype)
-        return cls(vlm, rm, clip, profile.eta, seed=profile.seed)
+        return cls(vlm, rm, clip, profile.eta, seed=profile.seed, protocol=profile.judges.protocol)
 
     @property
     def stand_in(self) -> bool:
@@ -127,11 +129,11 @@ class ETA:
         return self.generate_batch([question], [image], prefix)[0]
 
     def generate_batch(self, questions: list[str], images: list, prefix: str = "",
-                       max_new_tokens: int | None = None) -> list[tuple[str, int]]:
+                       max_new_tokens: int | None = None, stop=None) -> list[tuple[str, int]]:
         """Greedy decoding of several prompts as one left-padded batch: (text, tokens) each."""
         inputs = self.vlm.encode_batch(questions, images, assistant_prefix=prefix)
         cont = sample_continuations(self.vlm, prefill_batch(self.vlm, inputs),
-                                    max_tokens=max_new_tokens or self.cfg.max_new_tokens, choose=greedy)
+                                    max_tokens=max_new_tokens or self.cfg.max_new_tokens, choose=greedy, stop=stop)
         out = []
         for row in range(len(questions)):
             tokens = cont.row(row)

@@ -8,7 +8,9 @@ become a prompt, and which processor outputs belong to prefill only. Decoding it
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +31,9 @@ class ModelSpec:
     stand_in: bool = False  # twins and embedded stand-ins: never to be mistaken for the paper's models
     remote_code: bool = False  # needs trust_remote_code (granted only by a params file)
     loader: str = "auto"  # reward models: "sequence-classification" | "generative-judge"
+    # VLMs: how the official evaluation builds inputs when it differs from the processor's chat
+    # template ("llava-1.5": LLaVA's conversations and square padding); None: the processor's own.
+    official_inputs: str | None = None
 
 
 class UnknownModelError(KeyError):
@@ -48,8 +53,10 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 for _spec in [
     # The paper's VLMs (transformers-native checkpoints).
-    ModelSpec("llava-1.5-7b", "vlm", "llava-hf/llava-1.5-7b-hf", "LLaVA-1.5-7B (paper backbone)"),
-    ModelSpec("llava-1.5-13b", "vlm", "llava-hf/llava-1.5-13b-hf", "LLaVA-1.5-13B (paper backbone)"),
+    ModelSpec("llava-1.5-7b", "vlm", "llava-hf/llava-1.5-7b-hf", "LLaVA-1.5-7B (paper backbone)",
+              official_inputs="llava-1.5"),
+    ModelSpec("llava-1.5-13b", "vlm", "llava-hf/llava-1.5-13b-hf", "LLaVA-1.5-13B (paper backbone)",
+              official_inputs="llava-1.5"),
     ModelSpec("llava-next-8b", "vlm", "llava-hf/llama3-llava-next-8b-hf", "LLaVA-NeXT-8B (paper backbone)"),
     ModelSpec("llava-onevision-7b-chat", "vlm", "llava-hf/llava-onevision-qwen2-7b-ov-chat-hf",
               "LLaVA-OneVision-7B-Chat (paper backbone)"),
@@ -138,6 +145,80 @@ def check_remote_code(spec: ModelSpec, trust_remote_code: bool) -> None:
         )
 
 
+# ------------------------------------------------------------------------- LLaVA-1.5's own inputs
+
+
+@dataclass(frozen=True)
+class LlavaConversation:
+    """A conversation mode of LLaVA's own code (two separators: a space after the system prompt
+    and the user turn, ``</s>`` after an assistant turn). The prompt of one question reads
+    ``<system> USER: <image>\n<question> ASSISTANT:``."""
+
+    name: str
+    system: str
+
+    def render(self, question: str, image_token: str | None) -> str:
+        user = f"{image_token}\n{question}" if image_token else question
+        return f"{self.system} USER: {user} ASSISTANT:"
+
+
+# System prompts of haotian-liu/LLaVA conversation.py (data, byte-exact). The ETA release runs the
+# harmfulness and helpfulness benchmarks with ``llava_v1``; LLaVA-1.5's evaluation scripts (and ETA's
+# general-ability scripts) pass ``--conv-mode vicuna_v1``.
+LLAVA_CONVERSATIONS = {
+    "llava_v1": LlavaConversation(
+        "llava_v1", "A chat between a curious human and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the human's questions."),
+    "vicuna_v1": LlavaConversation(
+        "vicuna_v1", "A chat between a curious user and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the user's questions."),
+}
+
+
+def official_conversation(benchmark_kind: str) -> str:
+    """LLaVA conversation mode the official scripts use for a benchmark kind."""
+    return "vicuna_v1" if benchmark_kind == "general" else "llava_v1"
+
+
+def check_conversation(name: str | None) -> str | None:
+    if name is not None and name not in LLAVA_CONVERSATIONS:
+        raise ValueError(f"unknown LLaVA conversation {name!r}; known: {', '.join(LLAVA_CONVERSATIONS)}")
+    return name
+
+
+def pad_to_square(image, mean: Sequence[float]):
+    """The image centred on a square of the image processor's mean colour (LLaVA's
+    ``image_aspect_ratio=pad``): the colour is ``int(255 * mean)`` per channel, the offset of the
+    shorter side ``(long - short) // 2``."""
+    from PIL import Image
+
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    colour = tuple(int(x * 255) for x in mean)
+    canvas = Image.new(image.mode, (side, side), colour)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def chunked_ids(tokenizer, text: str, image_token: str, image_tokens: int) -> list[int]:
+    """Token ids as LLaVA's ``tokenizer_image_token`` makes them: the text split at the image
+    placeholder, each piece tokenized on its own with special tokens, the leading BOS kept once
+    (every piece loses its first token when the first piece starts with BOS), the image's tokens
+    in between."""
+    chunks = [list(tokenizer(chunk).input_ids) for chunk in text.split(image_token)]
+    image_id = tokenizer.convert_tokens_to_ids(image_token)
+    bos = tokenizer.bos_token_id
+    offset = 1 if chunks[0] and bos is not None and chunks[0][0] == bos else 0
+    ids = chunks[0][:offset]
+    for i, chunk in enumerate(chunks):
+        if i:
+            ids.extend([image_id] * image_tokens)
+        ids.extend(chunk[offset:])
+    return ids
+
+
 # ------------------------------------------------------------------------------------------- VLM
 
 
@@ -149,12 +230,15 @@ class VLM:
     causal LMs too (``image`` must then be None).
     """
 
-    def __init__(self, model, processor, tokenizer, name: str, stand_in: bool = False):
+    def __init__(self, model, processor, tokenizer, name: str, stand_in: bool = False,
+                 conversation: str | None = None):
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = tokenizer
         self.name = name
         self.stand_in = stand_in
+        # A LLaVA conversation mode (LLaVA-1.5 under the official protocol); None: the chat template
+        self.conversation = check_conversation(conversation)
         self.multimodal = processor is not None and hasattr(processor, "image_processor")
         self.device = next(model.parameters()).device
         self.eos_token_ids = sorted(eos_token_ids(model, tokenizer))
@@ -165,15 +249,33 @@ class VLM:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
+    @property
+    def input_format(self) -> str:
+        """How prompts are built: ``chat-template`` or ``<conversation>+pad``."""
+        return "chat-template" if self.conversation is None else f"{self.conversation}+pad"
+
+    def with_conversation(self, conversation: str | None) -> "VLM":
+        """The same model and weights building prompts with another LLaVA conversation mode."""
+        if conversation == self.conversation:
+            return self
+        check_conversation(conversation)
+        view = copy.copy(self)
+        view.conversation = conversation
+        return view
+
     def prompt_text(self, question: str, has_image: bool, assistant_prefix: str = "") -> str:
+        if has_image and not self.multimodal:
+            raise ValueError(f"model {self.name!r} is text-only but an image was given")
+        if self.conversation is not None:
+            image_token = self.processor.image_token if has_image else None
+            text = LLAVA_CONVERSATIONS[self.conversation].render(question, image_token)
+            return join_prefix(text, assistant_prefix)
         if self.multimodal:
             content: Any = [{"type": "text", "text": question}]
             if has_image:
                 content.insert(0, {"type": "image"})
             template_owner = self.processor
         else:
-            if has_image:
-                raise ValueError(f"model {self.name!r} is text-only but an image was given")
             content = question
             template_owner = self.tokenizer
         messages = [{"role": "user", "content": content}]
@@ -194,6 +296,8 @@ class VLM:
         if any(with_image) and not all(with_image):
             raise ValueError("a batch mixes inputs with and without an image; batch them apart")
         texts = [self.prompt_text(q, with_image[0], assistant_prefix) for q in questions]
+        if self.conversation is not None:
+            return self._to_device(self._encode_llava(texts, images if with_image[0] else None))
         bos = self.tokenizer.bos_token
         add_special = not (bos and texts[0].startswith(bos))
         side = self.tokenizer.padding_side
@@ -211,6 +315,30 @@ class VLM:
         finally:
             self.tokenizer.padding_side = side
         inputs.pop("token_type_ids", None)
+        return self._to_device(inputs)
+
+    def _encode_llava(self, texts: list[str], images: list | None) -> dict[str, torch.Tensor]:
+        """Left-padded inputs as LLaVA's evaluation builds them: each image padded to a square of
+        the image processor's mean colour before the processor resizes it, the text tokenized
+        piecewise around the image (``chunked_ids``)."""
+        image_token = self.processor.image_token
+        out: dict[str, Any] = {}
+        counts = [0] * len(texts)
+        if images is not None:
+            square = [pad_to_square(img, self.processor.image_processor.image_mean) for img in images]
+            processed = self.processor(text=[image_token] * len(square), images=[[img] for img in square],
+                                       return_tensors="pt", add_special_tokens=False, padding=True)
+            image_id = self.tokenizer.convert_tokens_to_ids(image_token)
+            counts = (processed["input_ids"] == image_id).sum(-1).tolist()
+            out = {k: v for k, v in processed.items() if k not in ("input_ids", "attention_mask", "token_type_ids")}
+        rows = [chunked_ids(self.tokenizer, text, image_token, n) for text, n in zip(texts, counts)]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        out["input_ids"] = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
+        out["attention_mask"] = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+        return out
+
+    def _to_device(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         out = {}
         for key, value in inputs.items():
             if isinstance(value, torch.Tensor):
@@ -271,8 +399,13 @@ def eos_token_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def load_vlm(name: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> VLM:
-    """Load a VLM (or text LM) by registry name, hub id or local path."""
+def load_vlm(name: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
+             protocol: str = "strict") -> VLM:
+    """Load a VLM (or text LM) by registry name, hub id or local path.
+
+    Under the ``official`` protocol a model whose official evaluation builds inputs unlike its
+    processor's chat template (LLaVA-1.5) builds them the official way (``llava_v1`` to start with;
+    ``with_conversation`` switches)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
     from transformers import AutoProcessor, AutoTokenizer
 
@@ -294,7 +427,9 @@ def load_vlm(name: str, device: str = "auto", dtype: str = "auto", trust_remote_
         processor = None
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=remote)
-    return VLM(model.to(dev), processor, tokenizer, name=spec.name, stand_in=spec.stand_in)
+    conversation = "llava_v1" if protocol == "official" and spec.official_inputs == "llava-1.5" else None
+    return VLM(model.to(dev), processor, tokenizer, name=spec.name, stand_in=spec.stand_in,
+               conversation=conversation)
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -19,8 +19,11 @@ def judge_generator(models: Models, task: str = "pairwise"):
         raise ValueError(f"unknown judge task {task!r}; expected 'pairwise' or 'score'")
     if j.helpfulness_backend == "openai":
         from eta.judges import OpenAIChatGenerator
+        from eta.judges.helpfulness import OFFICIAL_REQUEST
 
-        return OpenAIChatGenerator(model=j.helpfulness, max_tokens=j.helpfulness_max_new_tokens)
+        options = OFFICIAL_REQUEST if j.protocol == "official" else None
+        return OpenAIChatGenerator(model=j.helpfulness, max_tokens=j.helpfulness_max_new_tokens,
+                                   request_options=options)
     from eta.judges.helpfulness import PAIRWISE_VERDICTS, SCORE_VERDICTS
 
     choices = (PAIRWISE_VERDICTS if task == "pairwise" else SCORE_VERDICTS) if j.constrained else ()
@@ -33,7 +36,8 @@ def pairwise(grid: Grid, benchmark: str, candidate: str, baselines: Sequence[str
     answers a tie without asking the judge when ``identical_is_tie``)."""
     from eta.judges import PairwiseItem, PairwiseJudge
 
-    judge = PairwiseJudge(generator, seed=seed, identical_is_tie=identical_is_tie)
+    judge = PairwiseJudge(generator, seed=seed, identical_is_tie=identical_is_tie,
+                          protocol=grid.profile.judges.protocol)
     ours = {r["sample_id"]: r for r in grid.evaluations[(benchmark, candidate)].records}
     rows = []
     for baseline in baselines:
@@ -73,7 +77,7 @@ def helpful_scores(grid: Grid, benchmark: str, methods: Sequence[str], generator
     """The 1-10 helpful score of every method's answers (None where the judge's reply is invalid)."""
     from eta.judges import HelpfulScoreJudge, ScoreItem
 
-    judge = HelpfulScoreJudge(generator)
+    judge = HelpfulScoreJudge(generator, protocol=grid.profile.judges.protocol)
     rows = []
     for method in methods:
         records = grid.evaluations[(benchmark, method)].records

@@ -73,6 +73,8 @@ class HFChatGenerator:
         answer_prefix: str = "",
         shared_prefix_min_tokens: int = 32,
         choices: Sequence[str] = (),
+        clean_up_tokenization_spaces: bool | None = None,
+        reply_end: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -85,6 +87,10 @@ class HFChatGenerator:
         self.progress = progress
         self.answer_prefix = answer_prefix  # the answer is made to start with this (and returned with it)
         self.shared_prefix_min_tokens = shared_prefix_min_tokens
+        # Decoding of generated replies: None keeps the tokenizer's default clean-up; with
+        # ``reply_end`` a reply is cut at its first occurrence and stripped.
+        self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
+        self.reply_end = reply_end
         # With choices the reply is not generated: it is the answer prefix plus the likeliest
         # choice (sum of its tokens' log-probabilities), so a weak model always gives a verdict.
         self.choices = list(choices)
@@ -95,6 +101,10 @@ class HFChatGenerator:
     def format(self, prompt: Prompt) -> str:
         """The prompt as the model will read it (chat template applied, images dropped)."""
         return self._format(prompt)[0]
+
+    def token_ids(self, prompt: Prompt) -> list[int]:
+        """The token ids the model reads for ``prompt`` (before any answer prefix's own tokens)."""
+        return self._encode(self._format(prompt)[0])
 
     def _format(self, prompt: Prompt) -> tuple[str, int]:
         messages, dropped = text_only(as_messages(prompt))
@@ -216,7 +226,12 @@ class HFChatGenerator:
                 pad_token_id=pad_id,
                 **extra,
             )
-        return self.tokenizer.batch_decode(generated[:, width:].cpu(), skip_special_tokens=True)
+        kwargs = {} if self.clean_up_tokenization_spaces is None else {
+            "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
+        replies = self.tokenizer.batch_decode(generated[:, width:].cpu(), skip_special_tokens=True, **kwargs)
+        if self.reply_end is not None:
+            replies = [reply.split(self.reply_end)[0].strip() for reply in replies]
+        return replies
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,6 +283,7 @@ class OpenAIChatGenerator:
         max_backoff_s: float = 60.0,
         temperature: float = 0.0,
         max_tokens: int = 1024,
+        request_options: dict[str, Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         progress: bool = True,
     ) -> None:
@@ -287,6 +303,7 @@ class OpenAIChatGenerator:
         self.max_backoff_s = max_backoff_s
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.request_options = dict(request_options or {})  # more sampling settings (top_p, penalties)
         self._sleep = sleep
         self.progress = progress
         self._client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=timeout_s,
@@ -326,7 +343,7 @@ class OpenAIChatGenerator:
         try:
             response = self._client.chat.completions.create(
                 model=self.model, messages=messages, temperature=self.temperature,
-                max_tokens=self.max_tokens)
+                max_tokens=self.max_tokens, **self.request_options)
         except openai.APIConnectionError as exc:  # timeouts are connection errors too
             retryable = self._describe(exc)
         except openai.APIStatusError as exc:

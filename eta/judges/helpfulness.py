@@ -2,13 +2,16 @@
 
 Both run on any text generator (:class:`~eta.judges.generators.OpenAIChatGenerator` for an
 OpenAI-compatible endpoint, :class:`~eta.judges.generators.HFChatGenerator` for a local model).
-The image goes into the user turn as a real ``image_url`` part holding a base64 data URL (the
-official script sent it as markdown text, which the judge never sees).
+Under the ``strict`` protocol the image goes into the user turn as a real ``image_url`` part
+holding a base64 data URL; under ``official`` it is sent as the official scripts sent it, a second
+user turn of markdown text that the judge never sees as an image.
 
 Pairwise: which answer is shown as "Assistant 1" is decided per item by a seeded coin
 (hash of ``seed:item_id``), and the judge's ``[[A]]`` / ``[[B]]`` / ``[[C]]`` is mapped back to
-win / lose / tie of the candidate (ETA) against the baseline. No shortcut declares a tie for
-answers with a common prefix (the official script did so for the first 40 characters).
+win / lose / tie of the candidate (ETA) against the baseline. Under ``official`` a pair whose
+answers agree on their first 40 characters is a tie without asking the judge, as the official
+script counts it; ``strict`` asks the judge about every pair (``identical_is_tie`` spares
+byte-identical ones in either protocol).
 """
 
 from __future__ import annotations
@@ -138,6 +141,33 @@ def user_turn(text: str, image: ImageInput | None) -> Message:
     return {"role": "user", "content": parts}
 
 
+def markdown_image_turn(image: ImageInput) -> Message:
+    """The official scripts' image message: a second user turn whose plain-text content is a
+    markdown image link to a base64 data URL labelled JPEG whatever the file is (the judge reads
+    it as text and never sees the image)."""
+    encoded = base64.b64encode(_image_bytes(image)).decode("ascii")
+    return {"role": "user", "content": f"![image](data:image/jpeg;base64,{encoded})"}
+
+
+def user_turns(text: str, image: ImageInput | None, protocol: str) -> list[Message]:
+    """The user side of a judge's chat: ``strict`` attaches the image as a real image part;
+    ``official`` sends the text, then the image as markdown text (helpful_wintie_ai.py,
+    helpfulscore_ai.py)."""
+    if protocol == "strict":
+        return [user_turn(text, image)]
+    if protocol != "official":
+        raise ValueError(f"unknown protocol {protocol!r}; expected 'official' or 'strict'")
+    turns: list[Message] = [{"role": "user", "content": text}]
+    if image is not None:
+        turns.append(markdown_image_turn(image))
+    return turns
+
+
+# The official GPT-4 scripts' request settings beside temperature 0 and max_tokens.
+OFFICIAL_REQUEST = {"top_p": 0, "frequency_penalty": 0, "presence_penalty": 0}
+OFFICIAL_TIE_PREFIX_CHARS = 40  # helpful_wintie_ai.py: answers equal on this many first characters tie unasked
+
+
 # ---------------------------------------------------------------------------------------------
 # Pairwise win-tie judge
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +222,7 @@ def pairwise_outcome(choice: str | None, first: bool) -> str:
 
 
 IDENTICAL_REPLY = "(identical answers: a tie, the judge was not asked)"
+SAME_PREFIX_REPLY = f"(answers equal on their first {OFFICIAL_TIE_PREFIX_CHARS} characters: a tie, the judge was not asked)"
 
 
 class PairwiseJudge:
@@ -205,12 +236,17 @@ class PairwiseJudge:
         system_prompt: str = PAIRWISE_SYSTEM_PROMPT,
         user_template: str = PAIRWISE_USER_TEMPLATE,
         identical_is_tie: bool = False,
+        protocol: str = "strict",
     ) -> None:
         self.generator = generator
         self.seed = seed
         # Byte-identical answers (ETA left a benign input alone) are a tie without asking the judge:
-        # no judge cost, no position bias. Off by default: the paper's protocol judges every pair.
+        # no judge cost, no position bias. Off by default.
         self.identical_is_tie = identical_is_tie
+        # official: the image as markdown text, and answers equal on their first 40 characters are
+        # a tie without asking the judge (the paper's script); strict: the image attached, no prefix tie.
+        user_turns("", None, protocol)  # rejects an unknown protocol
+        self.protocol = protocol
         self.system_prompt = system_prompt
         self.user_template = user_template
 
@@ -220,22 +256,32 @@ class PairwiseJudge:
         answers = (item.candidate, item.baseline) if first else (item.baseline, item.candidate)
         text = self.user_template.format(question=item.question, answer1=answers[0],
                                          answer2=answers[1])
-        messages = [{"role": "system", "content": self.system_prompt}, user_turn(text, item.image)]
+        messages = [{"role": "system", "content": self.system_prompt}, *user_turns(text, item.image, self.protocol)]
         return messages, first
+
+    def unasked_tie(self, item: PairwiseItem) -> str | None:
+        """The recorded reply when the pair is a tie without asking the judge, else None."""
+        if self.protocol == "official":
+            n = OFFICIAL_TIE_PREFIX_CHARS
+            if item.candidate[:n] == item.baseline[:n]:
+                return SAME_PREFIX_REPLY
+        if self.identical_is_tie and item.candidate.strip() == item.baseline.strip():
+            return IDENTICAL_REPLY
+        return None
 
     def judge(self, items: Sequence[PairwiseItem]) -> list[PairwiseVerdict]:
         ids = [item.item_id for item in items]
         if len(set(ids)) != len(ids):
             raise ValueError("pairwise item ids must be unique (they seed the order coin)")
-        same = [self.identical_is_tie and item.candidate.strip() == item.baseline.strip() for item in items]
-        asked = [item for item, s in zip(items, same) if not s]
+        unasked = [self.unasked_tie(item) for item in items]
+        asked = [item for item, tie in zip(items, unasked) if tie is None]
         chats = {item.item_id: self.conversation(item) for item in asked}
         replies = dict(zip(chats, _run(self.generator, [messages for messages, _ in chats.values()]), strict=True))
         verdicts = []
-        for item, identical in zip(items, same, strict=True):
-            if identical:
+        for item, tie in zip(items, unasked, strict=True):
+            if tie is not None:
                 verdicts.append(PairwiseVerdict(item.item_id, "tie", None, candidate_first(self.seed, item.item_id),
-                                                IDENTICAL_REPLY))
+                                                tie))
                 continue
             first, reply = chats[item.item_id][1], replies[item.item_id]
             choice = parse_pairwise_choice(reply)
@@ -282,13 +328,16 @@ def parse_helpful_score(reply: str | None, low: float = 1.0, high: float = 10.0)
 class HelpfulScoreJudge:
     """The paper's GPT-4 1-10 helpful score of a single answer."""
 
-    def __init__(self, generator: TextGenerator, *, template: str = HELPFUL_SCORE_TEMPLATE) -> None:
+    def __init__(self, generator: TextGenerator, *, template: str = HELPFUL_SCORE_TEMPLATE,
+                 protocol: str = "strict") -> None:
         self.generator = generator
         self.template = template
+        user_turns("", None, protocol)  # rejects an unknown protocol
+        self.protocol = protocol  # official: the image as markdown text (helpfulscore_ai.py)
 
     def conversation(self, item: ScoreItem) -> list[Message]:
         text = self.template.format(question=item.question, answer=item.answer)
-        return [user_turn(text, item.image)]
+        return user_turns(text, item.image, self.protocol)
 
     def judge(self, items: Sequence[ScoreItem]) -> list[HelpfulScore]:
         replies = _run(self.generator, [self.conversation(item) for item in items])

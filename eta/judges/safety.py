@@ -191,6 +191,35 @@ class SafetyJudge:
         return verdicts
 
 
+SAFETY_TEMPLATES = {"md-judge": MD_JUDGE_TEMPLATE, "md-judge-eta": MD_JUDGE_TEMPLATE_ETA}
+
+
+def safety_template(name: str) -> str:
+    """The prompt text of a safety template name (Llama Guard's is its tokenizer's chat template)."""
+    if name == "llama-guard":
+        return "llama-guard: the tokenizer's chat template"
+    if name not in SAFETY_TEMPLATES:
+        raise ValueError(f"unknown safety template {name!r}; known: {', '.join([*SAFETY_TEMPLATES, 'llama-guard'])}")
+    return SAFETY_TEMPLATES[name]
+
+
+def safety_generation(protocol: str) -> dict[str, Any]:
+    """How a local safety judge turns a prompt into a reply (``HFChatGenerator`` options).
+
+    ``official`` is DripNowhy/ETA ``eval_usr.py``: the chat template WITHOUT a generation prompt, then
+    the tokenizer call adds its special tokens (a template that writes BOS itself then starts with
+    two BOS tokens, as there); the reply decoded without clean-up of tokenization spaces, cut at
+    ``<|im_end|>`` and stripped. ``strict``: the template's generation prompt opens the judge's turn
+    and the template's own special tokens are used once.
+    """
+    if protocol == "official":
+        return {"add_generation_prompt": False, "add_special_tokens": True,
+                "clean_up_tokenization_spaces": False, "reply_end": "<|im_end|>"}
+    if protocol == "strict":
+        return {"add_generation_prompt": True, "add_special_tokens": False}
+    raise ValueError(f"unknown protocol {protocol!r}; expected 'official' or 'strict'")
+
+
 def md_judge(generator: TextGenerator, template: str = MD_JUDGE_TEMPLATE) -> SafetyJudge:
     """MD-Judge v0.2: the template filled with (question, response) is the user turn."""
     def build(question: str, response: str) -> Prompt:
