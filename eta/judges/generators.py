@@ -229,9 +229,13 @@ class HFChatGenerator:
         kwargs = {} if self.clean_up_tokenization_spaces is None else {
             "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
         replies = self.tokenizer.batch_decode(generated[:, width:].cpu(), skip_special_tokens=True, **kwargs)
-        if self.reply_end is not None:
-            replies = [reply.split(self.reply_end)[0].strip() for reply in replies]
-        return replies
+        return [self.finish(reply) for reply in replies]
+
+    def finish(self, reply: str) -> str:
+        """A decoded reply cut at ``reply_end`` and stripped (unchanged without ``reply_end``)."""
+        if self.reply_end is None:
+            return reply
+        return reply.split(self.reply_end)[0].strip()
 
 
 # ---------------------------------------------------------------------------------------------
