@@ -276,7 +276,7 @@ def aggregate(records: list[dict[str, Any]], kind: str, data) -> dict[str, dict[
         if labels:
             metrics.update(unsafe_rate(labels))
     elif kind == "general":
-        from eta.scoring import score_general
+        from eta.metrics.general import score_general
 
         metrics.update(score_general(data.info.name, list(data), {r["sample_id"]: r["response"] for r in records}))
         metrics["refusal_rate"] = mean_metric("refusal_rate", [not s for s in successes], direction="lower",

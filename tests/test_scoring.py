@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eta.benchmarks import get_info, list_benchmarks, load_benchmark
-from eta.scoring import GENERAL_BENCHMARKS, headline, score_general
+from eta.metrics.general import GENERAL_BENCHMARKS, headline, score_general
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 HAVE_PYARROW = importlib.util.find_spec("pyarrow") is not None
@@ -78,7 +78,7 @@ def test_examples_of_another_benchmark_are_rejected(fixture_root):
 
 def test_responses_without_an_example_are_logged(fixture_root, caplog):
     data = load("scienceqa-img", fixture_root)
-    with caplog.at_level(logging.WARNING, logger="eta.scoring"):
+    with caplog.at_level(logging.WARNING, logger="eta.metrics.general"):
         score_general("scienceqa-img", data, {"5": "B", "12": "A", "999": "A"})
     assert "1 responses match no example id" in caplog.text
 
@@ -215,7 +215,7 @@ def test_vqav2(fixture_root):
 
 def test_vqav2_testdev_is_left_to_the_server(fixture_root, caplog):
     data = load("vqav2-testdev", fixture_root)
-    with caplog.at_level(logging.WARNING, logger="eta.scoring"):
+    with caplog.at_level(logging.WARNING, logger="eta.metrics.general"):
         metrics = score_general("vqav2-testdev", data, {"10": "yes", "30": "no"})
     assert metrics == {}
     assert headline("vqav2-testdev") == []
