@@ -28,6 +28,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -215,20 +216,25 @@ def _mme_files(answers: Path) -> dict[str, Path]:
 
 
 def score_mme(answers: Path, protocol: str) -> Metrics:
-    """Perception / cognition totals and per-subtask acc, acc+, score from the result files."""
+    """Perception / cognition totals and per-subtask acc, acc+, score from the result files.
+    Strict reads a line without tabs as the previous response going on (a line break in it)."""
     lines = {task: split_result_lines(path.read_text(encoding="utf-8"))
              for task, path in _mme_files(answers).items()}
     if check_protocol(protocol) == "official":
         return mme_scores_official(lines)
-    items = []
+    items: list[MMEItem] = []
     for task, task_lines in lines.items():
         for number, line in enumerate(task_lines, 1):
             fields = line.rstrip("\n").split("\t", 3)
-            if len(fields) != 4:
+            if len(fields) == 4:
+                items.append(MMEItem(subtask=task, image_id=f"{task}/{fields[0]}", answer=fields[2],
+                                     response=fields[3], question=fields[1]))
+            elif items and items[-1].subtask == task:  # a response's own line break: it goes on
+                last = items.pop()
+                items.append(replace(last, response=f"{last.response}\n{line.rstrip(chr(10))}"))
+            else:
                 raise AnswerFileError(f"{answers}/{task}.txt:{number}: expected file, question, "
                                       "answer and response separated by tabs")
-            items.append(MMEItem(subtask=task, image_id=f"{task}/{fields[0]}", answer=fields[2],
-                                 response=fields[3], question=fields[1]))
     return mme_scores(items, "strict")
 
 
@@ -312,7 +318,8 @@ def _wintie_outcomes(evaluations: list[dict[str, Any]], protocol: str, path: Pat
 
     for number, ev in enumerate(evaluations, 1):
         ours, theirs = str(ev.get("our_answer", "")), str(ev.get("compete_answer", ""))
-        if protocol == "official" and same_start(ours, theirs):
+        unasked = same_start(ours, theirs) if protocol == "official" else ours.strip() == theirs.strip()
+        if unasked:
             yield "tie"
             continue
         side = _field(ev, "side", path, f"evaluation {number}")
@@ -326,7 +333,7 @@ def score_wintie_replies(answers: Path, protocol: str) -> Metrics:
     per evaluation (0: ours was Assistant 1) the rate is the file's own ``win`` / ``tie`` /
     ``lose`` counters; the replies are re-read (official) to check those counters and to count
     the replies with no verdict. With ``side`` everywhere, every reply is re-read under
-    ``protocol``."""
+    ``protocol`` (strict: only identical answers are a tie without a reply)."""
     from eta.judges.helpfulness import parse_pairwise_choice, same_start
 
     check_protocol(protocol)

@@ -249,3 +249,23 @@ def test_mmmu_pro_vision(fixture_root):
     assert metrics["accuracy"].value == 0.0
     assert metrics["accuracy"].n == 1
     assert metrics["accuracy"].counts["missing_responses"] == 1
+
+
+def test_score_general_reads_under_the_protocol():
+    from eta.benchmarks.example import Example
+
+    examples = [Example("scienceqa-img", str(i), "q", None, reference="A", choices=("x", "y"))
+                for i in range(3)]
+    responses = {"0": "A", "1": "The answer is A", "2": " A"}  # official reads only the first
+    assert score_general("scienceqa-img", examples, responses, "official")["accuracy"].value == pytest.approx(1 / 3)
+    assert score_general("scienceqa-img", examples, responses, "strict")["accuracy"].value == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="protocol"):
+        score_general("scienceqa-img", examples, responses, "lenient")
+
+
+def test_paper_mmbench_stands_beside_circular_accuracy():
+    from eta.analysis import general
+
+    reference = general.paper_reference(["vanilla"])
+    assert reference["mmbench/circular_accuracy/vanilla"] == pytest.approx(0.646)
+    assert "mmbench/accuracy/vanilla" not in reference
