@@ -65,12 +65,16 @@ def release_benchmarks(key: str) -> list[str]:
 
 
 def plan(names: Sequence[str] = (), table: Sequence[Release] = RELEASES) -> list[tuple[Release, set[str]]]:
-    """The releases ``names`` (benchmarks or release keys; none: all) need, each with the
-    benchmarks asked of it, in table order; a release built from others brings them too."""
+    """The releases ``names`` (benchmarks, or release keys; none: all) need, each with the
+    benchmarks asked of it, in table order; a release built from others brings them too.
+    A name that is both stands for the benchmark (``vqav2`` is not ``vqav2-testdev``)."""
     by_key = {release.key: release for release in table}
     wanted: dict[str, set[str]] = {}
-    for name in names or list(by_key):
-        if name in by_key:
+    known = {info.name for info in list_benchmarks()}
+    if not names:
+        wanted = {key: set(release_benchmarks(key)) for key in by_key}
+    for name in names:
+        if name in by_key and name not in known:  # a release key that is no benchmark name
             wanted.setdefault(name, set()).update(release_benchmarks(name))
             continue
         try:
@@ -111,16 +115,21 @@ def pin_of(step: Step) -> str:
 
 def fetch(names: Sequence[str], request: FetchRequest, *, table: Sequence[Release] = RELEASES,
           notify: Notify = log.info) -> list[Outcome]:
-    """Fetch (or verify) every release ``names`` need under ``request.root``."""
-    return [fetch_release(release, benchmarks, request, notify) for release, benchmarks in plan(names, table)]
+    """Fetch (or verify) every release ``names`` need under ``request.root``; the licences of
+    non-commercial releases and what cannot be automated are said before any download."""
+    planned = plan(names, table)
+    for release, _ in planned:
+        if release.non_commercial:
+            notify(f"{release.key}: licence {release.licence}: non-commercial use only")
+        for note in release.notes:
+            notify(f"{release.key}: note: {note}")
+    return [fetch_release(release, benchmarks, request, notify) for release, benchmarks in planned]
 
 
 def fetch_release(release: Release, benchmarks: Iterable[str], request: FetchRequest,
                   notify: Notify = log.info) -> Outcome:
     root = request.root / release.key
     root.mkdir(parents=True, exist_ok=True)
-    if release.non_commercial:
-        notify(f"{release.key}: licence {release.licence}: non-commercial use only")
     lock = Lock.read(root, release.key)
     staging = root / STAGING
     outcome = Outcome(release.key, root)

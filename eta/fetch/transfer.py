@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
 USER_AGENT = "eta-data-fetch"
+RETRY_BACKOFF_S = 1.0  # doubled after every failed attempt
 JUNK = ("__MACOSX/*", "*/.DS_Store", ".DS_Store")
 
 
@@ -45,7 +46,7 @@ class ChecksumMismatch(FetchError):
 
 
 def download_url(url: str, dest: Path, *, size_bytes: int | None = None, attempts: int = 5,
-                 timeout_s: float = 60.0, backoff_s: float = 1.0) -> str:
+                 timeout_s: float = 60.0) -> str:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming with HTTP Range after a cut
     connection (and in a later run); returns the sha256 of the file."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,7 @@ def download_url(url: str, dest: Path, *, size_bytes: int | None = None, attempt
             raise FetchError(f"{url}: download failed after {attempts} attempts ({failure}); "
                              f"rerun to resume from {part}") from failure
         log.warning("%s: %s; resuming (attempt %d of %d)", url, failure, attempt + 1, attempts)
-        time.sleep(backoff_s * 2 ** (attempt - 1))
+        time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
     if size_bytes is not None and part.stat().st_size != size_bytes:
         got = part.stat().st_size
         part.unlink()
