@@ -188,6 +188,8 @@ def cmd_data(args) -> int:
     request = FetchRequest(Path(directory).expanduser(), only_needed=args.only_needed, limit=args.limit,
                            seed=args.seed) if directory else None
     try:
+        if (args.limit is not None or args.seed) and not args.only_needed:
+            raise FetchError("--limit and --seed choose the subset of --only-needed; add --only-needed")
         plan(args.names)  # unknown names fail before anything else
         if args.dry_run:
             print(describe(args.names, request))

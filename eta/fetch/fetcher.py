@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from eta.benchmarks import BenchmarkError, get_info, list_benchmarks
 from eta.benchmarks.clip_study import LABELS, make_clip_study_dir
 from eta.benchmarks.registry import draw, image_paths, image_problem
@@ -269,13 +271,15 @@ def _fetch_images(step: ImagesOf, root: Path, benchmarks: set[str], request: Fet
     if todo:
         notify(f"{root.name}: downloading {len(todo)} image(s) from {step.base_url}")
         with ThreadPoolExecutor(IMAGE_WORKERS) as pool:
-            for rel, digest in zip(todo, pool.map(lambda r: _download_image(step.base_url + r, root / r), todo)):
+            digests = pool.map(lambda r: _download_image(step.base_url + r, root / r), todo)
+            for rel, digest in tqdm(zip(todo, digests), total=len(todo), desc=f"{root.name} images",
+                                    unit="image", disable=None):
                 entry.files[rel] = digest
     return bool(todo)
 
 
 def _download_image(url: str, path: Path) -> str:
-    digest = download_url(url, path)
+    digest = download_url(url, path, progress=False)
     problem = image_problem(path)
     if problem:
         path.unlink()

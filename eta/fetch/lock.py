@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 LOCK_NAME = "eta-data.lock.json"
 LOCK_VERSION = 1
 
@@ -32,7 +34,9 @@ class StepLock:
     def bad_files(self, root: Path) -> list[str]:
         """The recorded files that are missing or whose content changed, each with why."""
         bad = []
-        for rel, digest in sorted(self.files.items()):
+        files = sorted(self.files.items())
+        for rel, digest in tqdm(files, desc=f"verifying {root.name}", unit="file", leave=False,
+                                disable=None if len(files) > 100 else True):
             path = root / rel
             if not path.is_file():
                 bad.append(f"{path}: missing")

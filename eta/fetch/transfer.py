@@ -46,14 +46,14 @@ class ChecksumMismatch(FetchError):
 
 
 def download_url(url: str, dest: Path, *, size_bytes: int | None = None, attempts: int = 5,
-                 timeout_s: float = 60.0) -> str:
+                 timeout_s: float = 60.0, progress: bool = True) -> str:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming with HTTP Range after a cut
     connection (and in a later run); returns the sha256 of the file."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     for attempt in range(1, attempts + 1):
         try:
-            _transfer(url, part, timeout_s)
+            _transfer(url, part, timeout_s, progress)
             break
         except urllib.error.HTTPError as err:
             if err.code < 500 and err.code != 429:
@@ -75,7 +75,7 @@ def download_url(url: str, dest: Path, *, size_bytes: int | None = None, attempt
     return digest
 
 
-def _transfer(url: str, part: Path, timeout_s: float) -> None:
+def _transfer(url: str, part: Path, timeout_s: float, progress: bool) -> None:
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={have}-"} if have else {})}
     try:
@@ -102,7 +102,7 @@ def _transfer(url: str, part: Path, timeout_s: float) -> None:
         written = 0
         with open(part, "ab" if start else "wb") as out, tqdm(
             total=None if expected is None else start + expected, initial=start, unit="B",
-            unit_scale=True, desc=part.name[:-5], leave=False, disable=None,
+            unit_scale=True, desc=part.name[:-5], leave=False, disable=None if progress else True,
         ) as bar:
             for block in iter(lambda: response.read(CHUNK_BYTES), b""):
                 out.write(block)
