@@ -250,7 +250,8 @@ def serve(httpd: Loopback, tree: Path, table) -> None:
         put("mmsafetybench", path.name, path.read_bytes())
     put("mmsafetybench", "drive", zipped(files_under(tree / "mmsafetybench" / "imgs", "MM-SafetyBench(imgs)/")))
     sha = step_of(table, "figstep", UrlFile).revision
-    put("figstep", "", tarred({**files_under(tree / "figstep", f"FigStep-{sha}/"),
+    put("figstep", "", tarred({f"FigStep-{sha}/src/data/loader.py": b"# not benchmark data\n",
+                               **files_under(tree / "figstep", f"FigStep-{sha}/"),
                                f"FigStep-{sha}/README.md": b"fixture\n"}))
     for rel, data in files_under(tree / "cross-modality-attack").items():
         put("cross-modality-attack", rel, data)
@@ -337,12 +338,14 @@ def test_fetch_writes_each_release_in_its_loaders_layout_and_locks_it(table, tre
     assert sorted(e.category for e in load_benchmark("clip-study", tmp_path / "clip-study")) == \
         ["safe", "safe", "unsafe", "unsafe"]
     # archives re-rooted and filtered: nothing outside the layout, no download left behind
-    assert not (tmp_path / "figstep" / "README.md").exists()
+    assert not (tmp_path / "figstep" / "README.md").exists() and not (tmp_path / "figstep" / "src").exists()
     assert not (tmp_path / "mme" / "eval_tool").exists() and (tmp_path / "mme" / "existence").is_dir()
     assert not (tmp_path / "vqav2" / "v2_OpenEnded_mscoco_test2015_questions.json").exists()
     assert not any(p.name == ".download" for p in tmp_path.rglob("*"))
     assert any("non-commercial" in n and n.startswith("mmsafetybench") for n in notes)
     assert any("EvalAI" in n for n in notes)
+    assert "warning: advbench: 3 examples, the paper has 520" in notes  # the fixture is not the release
+    assert "vqav2: 3 examples" in notes
     # the lock: the resolved revision of a short pin, and the sha256 of every file written
     mme = Lock.read(tmp_path / "mme", "mme").steps["hub:darkyarding/MME"]
     assert mme.pin == "7056f44" and mme.revision == "7056f44" + "1" * 33

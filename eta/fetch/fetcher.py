@@ -157,8 +157,23 @@ def fetch_release(release: Release, benchmarks: Iterable[str], request: FetchReq
         lock.write(root)  # after every step: an interrupted fetch keeps what it finished
     lock.write(root)
     shutil.rmtree(staging, ignore_errors=True)
+    if outcome.fetched:
+        for name in sorted(benchmarks):
+            notify(_count_line(name, root))
     notify(outcome.summary())
     return outcome
+
+
+def _count_line(name: str, root: Path) -> str:
+    """How many examples the loader now reads, against the paper's count (images unchecked)."""
+    try:
+        _, examples = draw(name, root)
+    except BenchmarkError as err:
+        return f"warning: {name}: the loader cannot read {root}: {err}"
+    paper = get_info(name).paper_size
+    if paper is None or paper == len(examples):
+        return f"{name}: {len(examples)} examples" + ("" if paper is None else " (as in the paper)")
+    return f"warning: {name}: {len(examples)} examples, the paper has {paper}"
 
 
 def _fetch_url(step: UrlFile, root: Path, staging: Path, entry: StepLock | None, request: FetchRequest,

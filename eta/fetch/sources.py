@@ -24,7 +24,7 @@ COCO_IMAGES = "http://images.cocodataset.org/"
 
 @dataclass(frozen=True)
 class Unpack:
-    """How to unpack an archive: re-root it at the parent of the first folder named ``anchor``
+    """How to unpack an archive: re-root it at the parent of the shallowest folder named ``anchor``
     (``None``: as it is), keep the members matching ``keep`` (all if empty), under ``into``."""
 
     anchor: str | None = None

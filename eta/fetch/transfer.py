@@ -213,14 +213,12 @@ def _members(archive: Path) -> Iterator[tuple[list[str], Callable[[str], IO[byte
 def _select(archive: Path, names: list[str], spec: Unpack) -> list[tuple[str, str]]:
     names = [n for n in names if not any(fnmatch.fnmatch(n, junk) for junk in JUNK)]
     prefix = ""
-    if spec.anchor:
-        for name in names:
-            parts = PurePosixPath(name).parts
-            if spec.anchor in parts[:-1]:
-                prefix = "".join(part + "/" for part in parts[: parts.index(spec.anchor)])
-                break
-        else:
+    if spec.anchor:  # the shallowest folder of that name decides
+        depths = [PurePosixPath(name).parts[:-1] for name in names]
+        found = [parts[: parts.index(spec.anchor)] for parts in depths if spec.anchor in parts]
+        if not found:
             raise FetchError(f"{archive}: no folder {spec.anchor!r} inside; not the expected release")
+        prefix = "".join(part + "/" for part in min(found, key=len))
     chosen = []
     for name in names:
         if not name.startswith(prefix):
