@@ -410,6 +410,18 @@ def test_an_interrupted_fetch_resumes_from_its_partial_download(table, tmp_path,
     assert len(load_benchmark("scienceqa-img", tmp_path / "scienceqa")) > 0
 
 
+def test_a_finished_partial_download_is_kept_and_a_missing_file_is_named(hub_env, tmp_path):
+    hub_env.files["/file.bin"] = data = bytes(range(256)) * 10
+    part = tmp_path / "file.bin.part"
+    part.write_bytes(data)  # complete, but the run stopped before renaming it
+    digest = transfer.download_url(hub_env.base + "/file.bin", tmp_path / "file.bin")
+    assert [r for _, _, r in hub_env.log] == [f"bytes={len(data)}-"]  # answered 416: nothing sent
+    assert digest == hashlib.sha256(data).hexdigest() and (tmp_path / "file.bin").read_bytes() == data
+    with pytest.raises(FetchError, match=re.escape(hub_env.base + "/missing.bin") + ": HTTP 404"):
+        transfer.download_url(hub_env.base + "/missing.bin", tmp_path / "missing.bin")
+    assert len(hub_env.log) == 2  # a 404 is not retried
+
+
 def test_a_download_that_changed_upstream_is_an_error_naming_it(table, tmp_path, hub_env):
     fetch(["advbench"], FetchRequest(tmp_path), table=table)
     step = step_of(table, "advbench", UrlFile)

@@ -96,7 +96,8 @@ def _transfer(url: str, part: Path, timeout_s: float, progress: bool) -> None:
         if response.status == 206:
             start = _range_start(response.headers.get("Content-Range", ""))
             if start != have:
-                raise ConnectionError(f"server resumed at byte {start}, not {have}")
+                part.unlink()
+                raise ConnectionError(f"server resumed at byte {start}, not {have}; starting over")
         length = response.headers.get("Content-Length")
         expected = int(length) if length is not None else None
         written = 0
