@@ -33,7 +33,7 @@ reproduce: $(STAMP)
 		$(if $(DRY_RUN),--dry-run,) $(if $(RUN_ID),--run-id $(RUN_ID),)
 
 # Benchmark data for the paper profile, pinned and checked: make data [BENCH="figstep vlsafe"]
-# [DATA_DIR=...] (default $$ETA_DATA_DIR) [ONLY_NEEDED=1] [DRY_RUN=1]
+# [DATA_DIR=...] (default $ETA_DATA_DIR) [ONLY_NEEDED=1] [DRY_RUN=1]
 data: $(STAMP)
 	$(PY) -m eta data fetch $(BENCH) $(if $(DATA_DIR),--dir $(DATA_DIR),) \
 		$(if $(ONLY_NEEDED),--only-needed,) $(if $(DRY_RUN),--dry-run,)

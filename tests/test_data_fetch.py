@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import re
 import socket
 import tarfile
@@ -242,8 +243,7 @@ def serve(httpd: Loopback, tree: Path, table) -> None:
 
     def hub(key: str, files: dict[str, bytes], sha: str | None = None) -> None:
         step = step_of(table, key, HubFiles)
-        full = step.revision if len(step.revision) == 40 else step.revision + "0" * (40 - len(step.revision))
-        httpd.add_repo(step.repo, sha or full, {**files, "README.md": b"# fixture card\n"})
+        httpd.add_repo(step.repo, sha or step.revision, {**files, "README.md": b"# fixture card\n"})
 
     hub("spa-vl", files_under(tree / "spa-vl", ""))
     for path in sorted((tree / "mmsafetybench" / "processed_questions").glob("*.json")):
@@ -291,7 +291,7 @@ def hub_env(server, monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(transfer, "RETRY_BACKOFF_S", 0.01)
-    for var in [v for v in __import__("os").environ if v.startswith("ETA_DATA_")]:
+    for var in [v for v in os.environ if v.startswith("ETA_DATA_")]:
         monkeypatch.delenv(var)
     return server
 
