@@ -361,11 +361,13 @@ def test_fetch_writes_each_release_in_its_loaders_layout_and_locks_it(table, tre
 
 
 def test_second_fetch_verifies_without_downloading(table, tmp_path, hub_env):
-    fetch(["figstep", "spa-vl-harm", "vlsafe"], FetchRequest(tmp_path), table=table)
+    fetch(["figstep", "mme", "vlsafe"], FetchRequest(tmp_path), table=table)
     hub_env.log.clear()
-    outcomes = fetch(["figstep", "spa-vl-harm", "vlsafe"], FetchRequest(tmp_path), table=table)
+    outcomes = fetch(["figstep", "mme", "vlsafe"], FetchRequest(tmp_path), table=table)
     assert hub_env.log == []
     assert all(o.fetched == [] and o.verified for o in outcomes)
+    described = describe(["mme"], FetchRequest(tmp_path), table=table)
+    assert "locked: 7056f44" + "1" * 33 in described and "files locked in" in described
 
 
 def test_corrupt_or_missing_files_are_named_and_fetched_again(table, tmp_path, hub_env):

@@ -313,23 +313,23 @@ def describe(names: Sequence[str], request: FetchRequest | None, *, table: Seque
         target = request.root / release.key if request else Path("$ETA_DATA_DIR") / release.key
         lines.append(f"\n{release.key} -> {target}")
         lines.append(f"  benchmarks: {', '.join(sorted(benchmarks)) or '(needed by another release)'}")
-        lines.extend(f"  {line}" for line in _describe_steps(release.steps, request))
+        lock = Lock.read(target, release.key) if request and (target / LOCK_NAME).is_file() else Lock(release.key)
+        lines.extend(f"  {line}" for line in _describe_steps(release.steps, request, lock))
         lines.append(f"  size:       {release.size}")
         lines.append(f"  licence:    {release.licence}" + ("  [NON-COMMERCIAL]" if release.non_commercial else ""))
         lines.extend(f"  note:       {note}" for note in release.notes)
         if any(isinstance(step, HubFiles) and step.gated for step in release.steps):
             lines.append("  access:     gated on the hub: accept its terms there, then set HF_TOKEN")
-        lock_path = target / LOCK_NAME
-        if request and lock_path.is_file():
-            lock = Lock.read(target, release.key)
+        if lock.steps:
             count = sum(len(step.files) for step in lock.steps.values())
-            lines.append(f"  status:     fetched ({count} files locked in {lock_path}); a fetch verifies them")
+            lines.append(f"  status:     fetched ({count} files locked in {target / LOCK_NAME}); "
+                         "a fetch verifies them")
         else:
             lines.append("  status:     not fetched")
     return "\n".join(lines)
 
 
-def _describe_steps(steps: Sequence[Step], request: FetchRequest | None) -> list[str]:
+def _describe_steps(steps: Sequence[Step], request: FetchRequest | None, lock: Lock) -> list[str]:
     lines: list[str] = []
     groups: dict[tuple[str, str], list[UrlFile]] = {}
     for step in steps:
@@ -352,7 +352,9 @@ def _describe_steps(steps: Sequence[Step], request: FetchRequest | None) -> list
             lines.append(f"source:     {step.url}" + (f" (+{more} more file(s) in that folder)" if more else ""))
         else:
             lines.append(f"source:     {step.source}{mode}")
-        lines.append(f"revision:   {_revision_text(step)}")
+        locked = lock.steps.get(step.id)
+        resolved = locked and (locked.revision if isinstance(step, HubFiles) else locked.sha256)
+        lines.append(f"revision:   {_revision_text(step)}" + (f"; locked: {resolved}" if resolved else ""))
     return lines
 
 
