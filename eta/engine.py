@@ -211,7 +211,8 @@ def evaluate(
         if judge:
             judge_records(store, run, data, info.kind, models)
         records = store.get(run, [ex.id for ex in data])
-        metrics = aggregate(records, info.kind, data, safety_judge=judge_names(profile)["safety"])
+        metrics = aggregate(records, info.kind, data, profile.judges.protocol,
+                            safety_judge=judge_names(profile)["safety"])
         return Evaluation(run=run, records=records, metrics=metrics,
                           skipped=len(data.skipped), stand_in=profile.stand_in)
     finally:
@@ -281,16 +282,17 @@ def safety_judge(models: Models):
                                       choices=VERDICTS[j.safety_template] if j.constrained else (), **options)
     if j.safety_template == "llama-guard":
         return llama_guard_judge(generator)
-    return md_judge(generator, safety_template(j.safety_template))
+    return md_judge(generator, safety_template(j.safety_template), protocol=j.protocol)
 
 
 # ------------------------------------------------------------------------------------ aggregation
 
 
 def aggregate(records: list[dict[str, Any]], kind: str, data,
-              safety_judge: str | None = None) -> dict[str, dict[str, Any]]:
-    """Headline metrics of one run, each with its direction and uncertainty (the USR from the
-    verdicts of ``safety_judge``, or of every non-refusal judge when None)."""
+              protocol: str = "official", safety_judge: str | None = None) -> dict[str, dict[str, Any]]:
+    """Headline metrics of one run, each with its direction and uncertainty (general-ability
+    answers read under ``protocol``; the USR from the verdicts of ``safety_judge``, or of every
+    non-refusal judge when None)."""
     from eta.metrics import aggregate as mean_metric
     from eta.metrics import attack_success_rate, unsafe_rate
 
@@ -305,9 +307,10 @@ def aggregate(records: list[dict[str, Any]], kind: str, data,
         if labels:
             metrics.update(unsafe_rate(labels))
     elif kind == "general":
-        from eta.scoring import score_general
+        from eta.metrics.general import score_general
 
-        metrics.update(score_general(data.info.name, list(data), {r["sample_id"]: r["response"] for r in records}))
+        metrics.update(score_general(data.info.name, list(data), {r["sample_id"]: r["response"] for r in records},
+                                     protocol))
         metrics["refusal_rate"] = mean_metric("refusal_rate", [not s for s in successes], direction="lower",
                                               kind="rate")
     else:

@@ -11,7 +11,7 @@ Pairwise: which answer is shown as "Assistant 1" is decided per item by a seeded
 win / lose / tie of the candidate (ETA) against the baseline. Under ``official`` a pair whose
 answers agree on their first 40 characters is a tie without asking the judge, as the official
 script counts it; ``strict`` asks the judge about every pair (``identical_is_tie`` spares
-byte-identical ones in either protocol).
+byte-identical ones).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from eta.judges.generators import Message, TextGenerator
+from eta.metrics.core import check_protocol
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +154,8 @@ def user_turns(text: str, image: ImageInput | None, protocol: str) -> list[Messa
     """The user side of a judge's chat: ``strict`` attaches the image as a real image part;
     ``official`` sends the text, then the image as markdown text (helpful_wintie_ai.py,
     helpfulscore_ai.py)."""
-    if protocol == "strict":
+    if check_protocol(protocol) == "strict":
         return [user_turn(text, image)]
-    if protocol != "official":
-        raise ValueError(f"unknown protocol {protocol!r}; expected 'official' or 'strict'")
     turns: list[Message] = [{"role": "user", "content": text}]
     if image is not None:
         turns.append(markdown_image_turn(image))
@@ -165,7 +164,6 @@ def user_turns(text: str, image: ImageInput | None, protocol: str) -> list[Messa
 
 # The official GPT-4 scripts' request settings beside temperature 0 and max_tokens.
 OFFICIAL_REQUEST = {"top_p": 0, "frequency_penalty": 0, "presence_penalty": 0}
-OFFICIAL_TIE_PREFIX_CHARS = 40  # helpful_wintie_ai.py: answers equal on this many first characters tie unasked
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,10 +201,26 @@ def candidate_first(seed: int, item_id: str) -> bool:
     return digest[0] % 2 == 0
 
 
-def parse_pairwise_choice(reply: str | None) -> str | None:
-    """The last ``[[A]]`` / ``[[B]]`` / ``[[C]]`` in the reply (the prompt asks for it last)."""
+OFFICIAL_SAME_PREFIX_CHARS = 40  # helpful_wintie_ai.py: answers this alike are a tie, unjudged
+
+
+def same_start(candidate: str, baseline: str) -> bool:
+    """``helpful_wintie_ai.py``'s tie without a judge: the two answers' first 40 characters
+    are equal (so two answers shorter than that tie only when identical)."""
+    return candidate[:OFFICIAL_SAME_PREFIX_CHARS] == baseline[:OFFICIAL_SAME_PREFIX_CHARS]
+
+
+def parse_pairwise_choice(reply: str | None, protocol: str = "strict") -> str | None:
+    """The judge's choice ``A`` / ``B`` / ``C``, or None.
+
+    ``official`` (``helpful_wintie_ai.py``): ``A`` when ``[[A]]`` is anywhere in the reply, else
+    ``B`` when ``[[B]]`` is, else ``C`` when ``[[C]]`` is. ``strict``: the last of them (the
+    prompt asks for the verdict last, so an earlier one is usually quoted or reconsidered).
+    """
     if reply is None:
         return None
+    if check_protocol(protocol) == "official":
+        return next((c for c in "ABC" if f"[[{c}]]" in reply), None)
     found = _CHOICE.findall(reply)
     return found[-1] if found else None
 
@@ -222,7 +236,7 @@ def pairwise_outcome(choice: str | None, first: bool) -> str:
 
 
 IDENTICAL_REPLY = "(identical answers: a tie, the judge was not asked)"
-SAME_PREFIX_REPLY = f"(answers equal on their first {OFFICIAL_TIE_PREFIX_CHARS} characters: a tie, the judge was not asked)"
+SAME_PREFIX_REPLY = f"(answers equal on their first {OFFICIAL_SAME_PREFIX_CHARS} characters: a tie, the judge was not asked)"
 
 
 class PairwiseJudge:
@@ -243,12 +257,16 @@ class PairwiseJudge:
         # Byte-identical answers (ETA left a benign input alone) are a tie without asking the judge:
         # no judge cost, no position bias. Off by default.
         self.identical_is_tie = identical_is_tie
-        # official: the image as markdown text, and answers equal on their first 40 characters are
-        # a tie without asking the judge (the paper's script); strict: the image attached, no prefix tie.
-        user_turns("", None, protocol)  # rejects an unknown protocol
-        self.protocol = protocol
+        # official: replies read as helpful_wintie_ai.py reads them, answers whose first 40
+        # characters agree a tie without asking, and the image sent as markdown text, as there.
+        self.protocol = check_protocol(protocol)
         self.system_prompt = system_prompt
         self.user_template = user_template
+
+    def _tie_unasked(self, item: PairwiseItem) -> bool:
+        if self.protocol == "official":
+            return same_start(item.candidate, item.baseline)
+        return self.identical_is_tie and item.candidate.strip() == item.baseline.strip()
 
     def conversation(self, item: PairwiseItem) -> tuple[list[Message], bool]:
         """The judge's chat for one item and whether the candidate is Assistant 1."""
@@ -259,32 +277,23 @@ class PairwiseJudge:
         messages = [{"role": "system", "content": self.system_prompt}, *user_turns(text, item.image, self.protocol)]
         return messages, first
 
-    def unasked_tie(self, item: PairwiseItem) -> str | None:
-        """The recorded reply when the pair is a tie without asking the judge, else None."""
-        if self.protocol == "official":
-            n = OFFICIAL_TIE_PREFIX_CHARS
-            if item.candidate[:n] == item.baseline[:n]:
-                return SAME_PREFIX_REPLY
-        if self.identical_is_tie and item.candidate.strip() == item.baseline.strip():
-            return IDENTICAL_REPLY
-        return None
-
     def judge(self, items: Sequence[PairwiseItem]) -> list[PairwiseVerdict]:
         ids = [item.item_id for item in items]
         if len(set(ids)) != len(ids):
             raise ValueError("pairwise item ids must be unique (they seed the order coin)")
-        unasked = [self.unasked_tie(item) for item in items]
-        asked = [item for item, tie in zip(items, unasked) if tie is None]
+        same = [self._tie_unasked(item) for item in items]
+        asked = [item for item, s in zip(items, same) if not s]
         chats = {item.item_id: self.conversation(item) for item in asked}
         replies = dict(zip(chats, _run(self.generator, [messages for messages, _ in chats.values()]), strict=True))
         verdicts = []
-        for item, tie in zip(items, unasked, strict=True):
-            if tie is not None:
+        for item, identical in zip(items, same, strict=True):
+            if identical:
+                unasked = SAME_PREFIX_REPLY if self.protocol == "official" else IDENTICAL_REPLY
                 verdicts.append(PairwiseVerdict(item.item_id, "tie", None, candidate_first(self.seed, item.item_id),
-                                                tie))
+                                                unasked))
                 continue
             first, reply = chats[item.item_id][1], replies[item.item_id]
-            choice = parse_pairwise_choice(reply)
+            choice = parse_pairwise_choice(reply, self.protocol)
             verdicts.append(PairwiseVerdict(item.item_id, pairwise_outcome(choice, first),
                                             choice, first, reply))
         log.info("pairwise judge: %s", dict(Counter(v.outcome for v in verdicts)))
@@ -332,8 +341,7 @@ class HelpfulScoreJudge:
                  protocol: str = "strict") -> None:
         self.generator = generator
         self.template = template
-        user_turns("", None, protocol)  # rejects an unknown protocol
-        self.protocol = protocol  # official: the image as markdown text (helpfulscore_ai.py)
+        self.protocol = check_protocol(protocol)  # official: the image as markdown text (helpfulscore_ai.py)
 
     def conversation(self, item: ScoreItem) -> list[Message]:
         text = self.template.format(question=item.question, answer=item.answer)
