@@ -406,3 +406,11 @@ def test_markdown_image_is_the_file_bytes():
     Image.new("RGB", (2, 2)).save(buffer, format="PNG")
     turn = j.helpfulness.markdown_image_turn(buffer.getvalue())
     assert base64.b64decode(turn["content"].removeprefix("![image](data:image/jpeg;base64,")[:-1]) == buffer.getvalue()
+
+
+def test_constrained_choices_never_carry_special_tokens():
+    """A constrained judge under the official prompt (special tokens added to the prompt) scores the
+    verdicts' own tokens, not a BOS in front of them."""
+    tok = sentencepiece_twin()
+    gen = j.HFChatGenerator(None, tok, choices=("a", "b"), **j.safety.safety_generation("official"))
+    assert gen._choice_ids == [[tok.convert_tokens_to_ids("▁a")], [tok.convert_tokens_to_ids("▁b")]]

@@ -94,7 +94,7 @@ class HFChatGenerator:
         # With choices the reply is not generated: it is the answer prefix plus the likeliest
         # choice (sum of its tokens' log-probabilities), so a weak model always gives a verdict.
         self.choices = list(choices)
-        self._choice_ids = [self._encode(c) for c in self.choices]
+        self._choice_ids = [list(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in self.choices]
         if not all(self._choice_ids):
             raise ValueError(f"a choice encodes to no tokens: {self.choices}")
 
