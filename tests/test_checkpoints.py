@@ -182,6 +182,8 @@ def test_internlm2_twin_generates_through_the_suite():
     from eta.judges import HFChatGenerator
 
     model = vlm("tiny-internlm2")
+    tokenizer = model.tokenizer  # InternLM2's tokenizer class adds BOS (and not EOS) to any text
+    assert tokenizer("Is it?")["input_ids"] == [tokenizer.bos_token_id] + tokenizer("Is it?", add_special_tokens=False)["input_ids"]
     inputs = model.encode("Is this safe?")
     ids = inputs["input_ids"][0].tolist()
     expected = []

@@ -21,11 +21,13 @@ Config: ``bias`` (default true in InternLM2's config class) becomes ``attention_
 ``rope_theta`` and ``rope_scaling`` (``{"type": "dynamic" | "linear", "factor"}``) become Llama's
 rope parameters (transformers' dynamic NTK is InternLM2's formula; both leave positions below
 ``max_position_embeddings`` unscaled). The tokenizer is read from ``tokenizer.json`` with its
-chat template and special tokens; the generation config (end-of-turn ids) is kept.
+chat template and special tokens, BOS added as InternLM2's tokenizer class adds it; the
+generation config (end-of-turn ids) is kept.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 import torch
@@ -134,8 +136,6 @@ def llama_state_dict(tensors, config: LlamaConfig) -> dict[str, torch.Tensor]:
 
 def load_internlm2(source: str, dtype: torch.dtype = torch.float32):
     """(LlamaForCausalLM, tokenizer) from an InternLM2 checkpoint directory or hub id."""
-    from transformers import PreTrainedTokenizerFast
-
     directory = checkpoint_dir(source)
     config = llama_config(read_config(directory))
     files = weight_files(directory)
@@ -145,5 +145,19 @@ def load_internlm2(source: str, dtype: torch.dtype = torch.float32):
     model = LlamaForCausalLM.from_pretrained(None, config=config, state_dict=state, dtype=dtype)
     if (directory / "generation_config.json").exists():
         model.generation_config = GenerationConfig.from_pretrained(directory)
+    return model.eval(), internlm2_tokenizer(directory)
+
+
+def internlm2_tokenizer(directory):
+    """The fast tokenizer of ``tokenizer.json`` set up as InternLM2's own tokenizer class sets it
+    up: BOS added and EOS not (unless its config says otherwise), left padding."""
+    from transformers import PreTrainedTokenizerFast
+
     tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
-    return model.eval(), tokenizer
+    settings_file = directory / "tokenizer_config.json"
+    settings = json.loads(settings_file.read_text()) if settings_file.exists() else {}
+    tokenizer.add_bos_token = bool(settings.get("add_bos_token", True))
+    tokenizer.add_eos_token = bool(settings.get("add_eos_token", False))
+    tokenizer.update_post_processor()
+    tokenizer.padding_side = settings.get("padding_side", "left")
+    return tokenizer
