@@ -414,3 +414,21 @@ def test_constrained_choices_never_carry_special_tokens():
     tok = sentencepiece_twin()
     gen = j.HFChatGenerator(None, tok, choices=("a", "b"), **j.safety.safety_generation("official"))
     assert gen._choice_ids == [[tok.convert_tokens_to_ids("▁a")], [tok.convert_tokens_to_ids("▁b")]]
+
+
+def test_md_judge_official_prompt_on_the_internlm2_twin():
+    """The natively loaded InternLM2 layout (MD-Judge's): its template writes BOS and its tokenizer
+    adds one, so the official judge input starts with two BOS tokens, as eval_usr.py's does."""
+    from eta.config import load_profile
+    from eta.engine import Models, safety_judge
+
+    models = Models(load_profile("tiny", {"judges.safety": "tiny-internlm2", "judges.protocol": "official",
+                                          "judges.safety_template": "md-judge-eta"}))
+    judge = safety_judge(models)
+    tok = judge.generator.tokenizer
+    prompt = judge.build("q", "r")
+    assert prompt == j.MD_JUDGE_TEMPLATE_ETA % ("q", "r")
+    text = judge.generator.format(prompt)
+    assert text == tok.bos_token + "<|im_start|>user\n" + prompt + "<|im_end|>\n"
+    assert judge.generator.token_ids(prompt)[:2] == [tok.bos_token_id, tok.bos_token_id]
+    assert judge.generator.max_new_tokens == 8  # the tiny profile's limit reaches the generator
