@@ -25,6 +25,7 @@ class ModelSpec:
     name: str
     kind: Kind
     source: str  # hub id or local path; "twin:<name>"; "embedded:<name>"; open_clip "arch@pretrained"
+    # (a CLIP's tau_pre is calibrated for that model alone: see ``eta.config.ETAConfig.tau_pre``)
     description: str
     stand_in: bool = False  # twins and embedded stand-ins: never to be mistaken for the paper's models
     remote_code: bool = False  # needs trust_remote_code (granted only by a params file)
@@ -99,12 +100,39 @@ for _spec in [
     ModelSpec("tiny-reward", "reward", "twin:tiny-reward", "tiny random sequence-classification RM",
               stand_in=True, loader="sequence-classification"),
     ModelSpec("tiny-clip", "clip", "twin:tiny-clip", "tiny random open_clip model", stand_in=True),
+    ModelSpec("tiny-siglip", "clip", "twin:tiny-siglip", "tiny random open_clip model with SigLIP's logit bias",
+              stand_in=True),
 ]:
     register(_spec)
 
 
+OPEN_CLIP_PREFIX = "open_clip:"
+
+
+def open_clip_source(name: str) -> str | None:
+    """``open_clip:ARCH/TAG`` (any open_clip model and pretrained tag) as the source ``ARCH@TAG``;
+    None for other names. ``open_clip:ARCH`` alone means random weights (tests only)."""
+    if not name.startswith(OPEN_CLIP_PREFIX):
+        return None
+    arch, _, tag = name.removeprefix(OPEN_CLIP_PREFIX).partition("/")
+    if not arch:
+        raise UnknownModelError(f"{name!r} names no open_clip model; write open_clip:ARCH/TAG, "
+                                "e.g. open_clip:ViT-B-16-SigLIP/webli")
+    return f"{arch}@{tag}"
+
+
+def source_of(name: str) -> str:
+    """Where a model name points, without loading it (registry entry, open_clip name or as given)."""
+    if name in REGISTRY:
+        return REGISTRY[name].source
+    return open_clip_source(name) or name
+
+
 def resolve(name: str, kind: Kind) -> ModelSpec:
-    """Registry lookup; a hub id (``org/name``) or an existing local path is accepted as is."""
+    """Registry lookup; a hub id (``org/name``) or an existing local path is accepted as is, and a
+    CLIP may be any open_clip model by ``open_clip:ARCH/TAG``."""
+    if kind == "clip" and (source := open_clip_source(name)) is not None:
+        return ModelSpec(name, kind, source, f"open_clip {source.replace('@', ' pretrained on ')}")
     if name in REGISTRY:
         spec = REGISTRY[name]
         if spec.kind != kind:
@@ -114,8 +142,9 @@ def resolve(name: str, kind: Kind) -> ModelSpec:
         loader = "sequence-classification" if kind == "reward" else "auto"
         return ModelSpec(name, kind, name, f"user-supplied {kind} model {name}", loader=loader)
     known = ", ".join(sorted(n for n, s in REGISTRY.items() if s.kind == kind))
+    also = " or open_clip:ARCH/TAG" if kind == "clip" else ""
     raise UnknownModelError(f"unknown {kind} model {name!r}; known {kind} models: {known} "
-                            "(or give a hub id or a local directory)")
+                            f"(or give a hub id or a local directory{also})")
 
 
 def local_path(spec: ModelSpec) -> str:

@@ -314,7 +314,7 @@ def open_clip_missing(arch: str, tag: str) -> str | None:
 
 def model_missing(role: str, name: str, profile: Profile) -> Missing | None:
     """Check one model of the profile without loading it."""
-    from eta.models import REGISTRY
+    from eta.models import source_of
 
     if name in ("", "none", "None"):
         return None
@@ -324,8 +324,7 @@ def model_missing(role: str, name: str, profile: Profile) -> Missing | None:
         return Missing(f"credential OPENAI_API_KEY for the judge {name}", role,
                        "export OPENAI_API_KEY (ETA_JUDGE_BASE_URL for another OpenAI-compatible server), "
                        "or set judges.helpfulness_backend: local in the profile")
-    spec = REGISTRY.get(name)
-    source = spec.source if spec else name
+    source = source_of(name)
     if source.startswith(("twin:", "embedded:")):
         return None  # built locally (embedded stand-ins come from pinned PyPI wheels)
     if "@" in source:

@@ -351,23 +351,30 @@ TINY_CLIP_CONFIG = {
 }
 
 
-def _build_tiny_clip(out: Path) -> None:
+def _build_tiny_clip(out: Path, model_cfg: dict | None = None) -> None:
     import open_clip
     from safetensors.torch import save_file
 
+    model_cfg = model_cfg or TINY_CLIP_CONFIG
     torch.manual_seed(0)
     config = {
-        "model_cfg": TINY_CLIP_CONFIG,
+        "model_cfg": model_cfg,
         "preprocess_cfg": {
             "mean": list(open_clip.OPENAI_DATASET_MEAN),
             "std": list(open_clip.OPENAI_DATASET_STD),
         },
     }
     (out / "open_clip_config.json").write_text(json.dumps(config, indent=2))
-    model = open_clip.CLIP(**TINY_CLIP_CONFIG)
+    model = open_clip.CLIP(**model_cfg)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, out / "open_clip_model.safetensors")
-    (out / "STAND_IN.md").write_text("Tiny random-weight open_clip model (real CLIP BPE tokenizer).\n")
+    kind = "sigmoid-trained (SigLIP-style logit bias)" if "init_logit_bias" in model_cfg else "open_clip"
+    (out / "STAND_IN.md").write_text(f"Tiny random-weight {kind} model (real CLIP BPE tokenizer).\n")
+
+
+def _build_tiny_siglip(out: Path) -> None:
+    """A tiny CLIP with SigLIP's learnt logit bias (its scale and bias at SigLIP's initial values)."""
+    _build_tiny_clip(out, {**TINY_CLIP_CONFIG, "init_logit_bias": -10.0})
 
 
 # ------------------------------------------------------------------ twins of today's VLM families
@@ -630,6 +637,7 @@ TWIN_BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-internvl": _build_internvl,
     "tiny-reward": _build_tiny_reward,
     "tiny-clip": _build_tiny_clip,
+    "tiny-siglip": _build_tiny_siglip,
 }
 
 

@@ -6,6 +6,8 @@ same bar: forked-cache logits equal full recomputation, N=1 greedy equals vanill
 left-padded batches equal one-by-one, ETA end to end.
 """
 
+import math
+
 import pytest
 import torch
 
@@ -78,3 +80,43 @@ def test_qwen_positions_follow_the_row_not_the_model(photo):
     fresh = decoding.prefill(model, with_image)
     logits = model.forward(fresh.pending, fresh.cache, extra=fresh.step_extra)
     assert not torch.allclose(logits, logits_plain)
+
+
+# ------------------------------------------------------------------------------ any open_clip model
+
+
+def test_open_clip_models_by_name():
+    from eta.evaluators import open_clip_names
+    from eta.models import UnknownModelError, resolve, source_of
+
+    spec = resolve("open_clip:ViT-B-16-SigLIP/webli", "clip")
+    assert spec.source == "ViT-B-16-SigLIP@webli" and not spec.stand_in
+    assert source_of("open_clip:EVA02-L-14/merged2b_s4b_b131k") == "EVA02-L-14@merged2b_s4b_b131k"
+    assert source_of("clip-vit-l-14-336") == "ViT-L-14-336@openai"
+    assert open_clip_names("ViT-L-14-336", "openai") == ("ViT-L-14-336", "openai")
+    assert open_clip_names("EVA02-L-14", "merged2b_s4b_b131k") == ("EVA02-L-14", "merged2b_s4b_b131k")
+    with pytest.raises(UnknownModelError, match="its tags: webli"):
+        open_clip_names("ViT-B-16-SigLIP", "openai")
+    with pytest.raises(UnknownModelError, match="no model 'ViT-Q-99'"):
+        open_clip_names("ViT-Q-99", "openai")
+    with pytest.raises(UnknownModelError, match="open_clip:ARCH/TAG"):
+        resolve("open_clip:", "clip")
+    with pytest.raises(UnknownModelError, match="or open_clip:ARCH/TAG"):
+        resolve("clip-vit-z", "clip")
+
+
+def test_sigmoid_clip_scores_are_the_cosine_and_its_own_probability(photo):
+    """A SigLIP-style CLIP (learnt logit bias) keeps the cosine as s_pre; its own per-pair
+    probability is an increasing function of that cosine, so both make the same decisions."""
+    siglip, contrastive = clip("tiny-siglip"), clip("tiny-clip")
+    assert (siglip.loss, contrastive.loss) == ("sigmoid", "softmax")
+    image = siglip.embed_images([photo])[0]
+    texts = ["a cat", "a bomb", "a quiet street at night", "weapons and drugs"]
+    cosines = siglip.similarity(image, texts)
+    assert cosines == pytest.approx([siglip.pre_score(image, t) for t in texts], abs=1e-6)
+    probs = [siglip.pair_probability(c) for c in cosines]
+    scale, bias = float(siglip.model.logit_scale.exp()), float(siglip.model.logit_bias)
+    assert probs == pytest.approx([1 / (1 + math.exp(-(scale * c + bias))) for c in cosines], rel=1e-5)
+    assert sorted(range(4), key=cosines.__getitem__) == sorted(range(4), key=probs.__getitem__)
+    with pytest.raises(ValueError, match="softmax-trained"):
+        contrastive.pair_probability(0.2)
