@@ -149,7 +149,15 @@ def check_type(key: str, value: Any, default: Any, source: str) -> None:
 
 
 def params_file(profile: str, notebook: Path, root: str | os.PathLike | None = None) -> Path:
-    return Path(root or params_dir()) / profile / f"{notebook.stem}.yaml"
+    """The profile's params file for a notebook; a profile that extends another (``extends:``)
+    uses its base's file where it has none of its own."""
+    from eta.config import profile_base
+
+    path = Path(root or params_dir()) / profile / f"{notebook.stem}.yaml"
+    base = profile_base(profile, root)
+    if not path.is_file() and base:
+        return params_file(base, notebook, root)
+    return path
 
 
 def load_params(profile: str, notebook: Path, root: str | os.PathLike | None = None) -> dict[str, Any]:

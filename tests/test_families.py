@@ -120,3 +120,44 @@ def test_sigmoid_clip_scores_are_the_cosine_and_its_own_probability(photo):
     assert sorted(range(4), key=cosines.__getitem__) == sorted(range(4), key=probs.__getitem__)
     with pytest.raises(ValueError, match="softmax-trained"):
         contrastive.pair_probability(0.2)
+
+
+# --------------------------------------------------------------------------- a profile per paper model
+
+PAPER_MODEL_PROFILES = {"paper-llava-1.5-13b": "llava-1.5-13b", "paper-internvl-chat-1.0-7b": "internvl-chat-1.0-7b",
+                        "paper-internlm-xcomposer-2.5-7b": "internlm-xcomposer-2.5-7b"}
+
+
+@pytest.mark.parametrize("name,model", PAPER_MODEL_PROFILES.items())
+def test_paper_model_profiles_are_the_paper_profile_with_their_vlm(name, model):
+    from pathlib import Path
+
+    from eta import reproduce
+    from eta.analysis import grid
+    from eta.config import load_profile
+    from eta.models import REGISTRY
+
+    paper, ours = load_profile("paper"), load_profile(name)
+    assert ours.name == name and ours.models.vlm == model and model in REGISTRY
+    assert ours.eta == paper.eta and ours.judges == paper.judges and ours.models.clip == paper.models.clip
+    assert grid.paper_model(ours) == model and grid.paper_model(load_profile("tiny")) == "llava-1.5-7b"
+    assert grid.paper_reference("usr", ["eta"], grid.paper_model(ours)) != grid.paper_reference("usr", ["eta"])
+    notebook = Path("notebooks/02_harmlessness.ipynb")
+    assert reproduce.params_file(name, notebook) == reproduce.params_file("paper", notebook)
+
+
+def test_profile_extends_overrides_key_by_key_and_rejects_loops(tmp_path, monkeypatch):
+    from eta.config import ConfigError, load_profile
+
+    for name, text in {"base": "name: base\nseed: 3\nmodels: {vlm: tiny-llava, clip: tiny-clip}\n",
+                       "child": "extends: base\nname: child\nmodels: {vlm: tiny-gemma3}\n",
+                       "a": "extends: b\n", "b": "extends: a\n", "orphan": "extends: nowhere\n"}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "profile.yaml").write_text(text)
+    monkeypatch.setenv("ETA_PARAMS", str(tmp_path))
+    child = load_profile("child")
+    assert (child.name, child.seed, child.models.vlm, child.models.clip) == ("child", 3, "tiny-gemma3", "tiny-clip")
+    with pytest.raises(ConfigError, match="loop"):
+        load_profile("a")
+    with pytest.raises(ConfigError, match="unknown profile 'nowhere'"):
+        load_profile("orphan")
