@@ -29,7 +29,8 @@ class ModelSpec:
     description: str
     stand_in: bool = False  # twins and embedded stand-ins: never to be mistaken for the paper's models
     remote_code: bool = False  # needs trust_remote_code (granted only by a params file)
-    loader: str = "auto"  # reward models: "sequence-classification" | "generative-judge"
+    loader: str = "auto"  # reward models: "sequence-classification" | "generative-judge";
+    # VLMs: "internvl-chat-llava" (converted once to transformers' own classes, eta.internvl_chat)
 
 
 class UnknownModelError(KeyError):
@@ -58,7 +59,8 @@ for _spec in [
               "Llama-3.2-11B-Vision-Instruct (paper backbone, gated on the hub)"),
     # The paper's remote-code VLMs (their hub code targets transformers 4.x; see the README).
     ModelSpec("internvl-chat-1.0-7b", "vlm", "OpenGVLab/InternVL-Chat-ViT-6B-Vicuna-7B",
-              "InternVL-Chat-1.0-7B (paper backbone; remote code)", remote_code=True),
+              "InternVL-Chat-1.0-7B (paper backbone; LLaVA-codebase weights converted to transformers' classes)",
+              loader="internvl-chat-llava"),
     ModelSpec("internlm-xcomposer-2.5-7b", "vlm", "internlm/internlm-xcomposer2d5-7b",
               "InternLM-XComposer-2.5-7B (paper backbone; remote code)", remote_code=True),
     # Today's VLM families, transformers-native.
@@ -97,6 +99,8 @@ for _spec in [
     ModelSpec("tiny-idefics3", "vlm", "twin:tiny-idefics3", "tiny random Idefics3 (SmolVLM) twin", stand_in=True),
     ModelSpec("tiny-gemma3", "vlm", "twin:tiny-gemma3", "tiny random Gemma 3 twin", stand_in=True),
     ModelSpec("tiny-internvl", "vlm", "twin:tiny-internvl", "tiny random InternVL twin", stand_in=True),
+    ModelSpec("tiny-internvl-chat", "vlm", "twin:tiny-internvl-chat",
+              "tiny random InternVL-Chat-1.0 twin (converted from the LLaVA-codebase layout)", stand_in=True),
     ModelSpec("tiny-reward", "reward", "twin:tiny-reward", "tiny random sequence-classification RM",
               stand_in=True, loader="sequence-classification"),
     ModelSpec("tiny-clip", "clip", "twin:tiny-clip", "tiny random open_clip model", stand_in=True),
@@ -157,6 +161,10 @@ def local_path(spec: ModelSpec) -> str:
         return str(twins.smollm2_dir())
     if spec.source == "embedded:smollm2-llava":
         return str(twins.smollm2_llava_dir())
+    if spec.loader == "internvl-chat-llava":
+        from eta import internvl_chat
+
+        return str(internvl_chat.native_dir(spec.source))
     return spec.source
 
 

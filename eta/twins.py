@@ -621,6 +621,75 @@ def _build_internvl(out: Path) -> None:
     _finish(model, out, processor, "Tiny random-weight InternVL (transformers-native) twin.")
 
 
+# ------------------------------------------------- the paper's InternVL-Chat-1.0 in its own layout
+
+TINY_INTERN_VIT = {  # InternViT's config.json fields (InternViT-6B: qk-normed, RMS norms, no qkv bias)
+    "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "image_size": 32, "patch_size": 8, "qkv_bias": False, "qk_normalization": True,
+    "norm_type": "rms_norm", "layer_norm_eps": 1e-6, "initializer_factor": 0.1, "hidden_act": "gelu",
+}
+
+
+def intern_vit_state(cfg: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random weights named and shaped as an InternViT checkpoint (``embeddings.class_embedding``,
+    ``encoder.layers.N.attn.qkv``, ``ls1``, ...)."""
+    d, f, p = cfg["hidden_size"], cfg["intermediate_size"], cfg["patch_size"]
+    n = (cfg["image_size"] // p) ** 2 + 1
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator) * 0.1
+
+    state = {"embeddings.class_embedding": rand(1, 1, d), "embeddings.position_embedding": rand(1, n, d),
+             "embeddings.patch_embedding.weight": rand(d, 3, p, p), "embeddings.patch_embedding.bias": rand(d)}
+    for i in range(cfg["num_hidden_layers"]):
+        pre = f"encoder.layers.{i}."
+        state.update({
+            pre + "attn.qkv.weight": rand(3 * d, d), pre + "attn.q_norm.weight": 1 + rand(d),
+            pre + "attn.k_norm.weight": 1 + rand(d), pre + "attn.proj.weight": rand(d, d),
+            pre + "attn.proj.bias": rand(d), pre + "mlp.fc1.weight": rand(f, d), pre + "mlp.fc1.bias": rand(f),
+            pre + "mlp.fc2.weight": rand(d, f), pre + "mlp.fc2.bias": rand(d), pre + "norm1.weight": 1 + rand(d),
+            pre + "norm2.weight": 1 + rand(d), pre + "ls1": rand(d), pre + "ls2": rand(d),
+        })
+    return state
+
+
+def _build_internvl_chat(out: Path) -> None:
+    """Tiny InternVL-Chat-1.0: written in the LLaVA-codebase layout (chat repository + InternViT
+    repository), then converted by the same code that converts the real checkpoint."""
+    import tempfile
+
+    from safetensors.torch import save_file
+    from transformers import LlamaForCausalLM
+
+    from eta import internvl_chat
+
+    tokenizer = smollm2_tokenizer()
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    text_config = _tiny_text_config(len(tokenizer), tokenizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        chat_dir, vision_dir = Path(tmp) / "chat", Path(tmp) / "vision"
+        chat_dir.mkdir()
+        vision_dir.mkdir()
+        chat = {k: v.contiguous() for k, v in LlamaForCausalLM(text_config).state_dict().items()}
+        d_vision, d_text = TINY_INTERN_VIT["hidden_size"], text_config.hidden_size
+        chat.update({"model.mm_projector.0.weight": torch.randn(d_text, d_vision, generator=generator) * 0.1,
+                     "model.mm_projector.0.bias": torch.zeros(d_text),
+                     "model.mm_projector.2.weight": torch.randn(d_text, d_text, generator=generator) * 0.1,
+                     "model.mm_projector.2.bias": torch.zeros(d_text)})
+        save_file(chat, chat_dir / "model.safetensors")
+        chat_config = {**text_config.to_dict(), "architectures": ["LlavaLlamaForCausalLM"],
+                       "model_type": "llava", "mm_vision_tower": "./pretrained/intern_vit_6b_224px",
+                       "mm_projector_type": "mlp2x_gelu", "mm_vision_select_layer": -1,
+                       "mm_vision_select_feature": "patch", "mm_hidden_size": d_vision}
+        (chat_dir / "config.json").write_text(json.dumps(chat_config))
+        tokenizer.save_pretrained(chat_dir)
+        save_file(intern_vit_state(TINY_INTERN_VIT, generator), vision_dir / "model.safetensors")
+        (vision_dir / "config.json").write_text(json.dumps(TINY_INTERN_VIT))
+        internvl_chat.build_native(chat_dir, vision_dir, out)
+    (out / "STAND_IN.md").write_text("Tiny random-weight InternVL-Chat-1.0 twin, converted from its own layout.\n")
+
+
 # Bump when a builder changes, so caches built by older code are not reused.
 TWIN_VERSION = 2
 
@@ -635,6 +704,7 @@ TWIN_BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-idefics3": _build_idefics3,
     "tiny-gemma3": _build_gemma3,
     "tiny-internvl": _build_internvl,
+    "tiny-internvl-chat": _build_internvl_chat,
     "tiny-reward": _build_tiny_reward,
     "tiny-clip": _build_tiny_clip,
     "tiny-siglip": _build_tiny_siglip,

@@ -19,7 +19,8 @@ from eta.models import MultimodalRotaryInputs, list_models
 from tests.conftest import clip, reward_model
 from tests.conftest import vlm as load
 
-FAMILIES = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-idefics3", "tiny-gemma3", "tiny-internvl"]
+FAMILIES = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-idefics3", "tiny-gemma3", "tiny-internvl",
+            "tiny-internvl-chat"]
 
 
 @pytest.mark.parametrize("arch", FAMILIES)
@@ -161,3 +162,55 @@ def test_profile_extends_overrides_key_by_key_and_rejects_loops(tmp_path, monkey
         load_profile("a")
     with pytest.raises(ConfigError, match="unknown profile 'nowhere'"):
         load_profile("orphan")
+
+
+# ------------------------------------------------------------- InternVL-Chat-1.0 without its code
+
+
+def original_intern_vit_attention(x, state, prefix, heads, eps=1e-6):
+    """InternViT's attention as its own code computes it: one fused qkv projection read as
+    (3, heads, head_dim), q and k RMS-normed over all heads together, then the output projection."""
+    b, n, d = x.shape
+    qkv = (x @ state[prefix + "qkv.weight"].T).reshape(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+
+    def rms(t, weight):
+        flat = t.transpose(1, 2).flatten(-2)
+        flat = flat * torch.rsqrt(flat.pow(2).mean(-1, keepdim=True) + eps) * weight
+        return flat.view(b, n, heads, d // heads).transpose(1, 2)
+
+    q, k = rms(q, state[prefix + "q_norm.weight"]), rms(k, state[prefix + "k_norm.weight"])
+    attn = torch.softmax(q @ k.transpose(-2, -1) * (d // heads) ** -0.5, dim=-1)
+    out = (attn @ v).transpose(1, 2).reshape(b, n, d)
+    return out @ state[prefix + "proj.weight"].T + state[prefix + "proj.bias"]
+
+
+def test_internvl_chat_weights_keep_their_meaning_in_the_native_layout():
+    from eta import internvl_chat, twins
+
+    cfg = twins.TINY_INTERN_VIT
+    original = twins.intern_vit_state(cfg, torch.Generator().manual_seed(5))
+    vision = internvl_chat.vision_config(cfg)
+    from transformers import InternVLVisionModel
+
+    native = InternVLVisionModel(vision).eval()
+    converted = {k.removeprefix("model.vision_tower."): v for k, v in internvl_chat.convert_vision(original).items()}
+    missing, unexpected = native.load_state_dict(converted, strict=False)
+    assert not missing and not unexpected
+    x = torch.randn(2, 17, cfg["hidden_size"], generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        ours = native.encoder.layer[1].attention(x)[0]
+    torch.testing.assert_close(ours, original_intern_vit_attention(x, original, "encoder.layers.1.attn.",
+                                                                   cfg["num_attention_heads"]), atol=1e-5, rtol=1e-5)
+    assert torch.equal(native.encoder.layer[0].lambda_2, original["encoder.layers.0.ls2"])
+    with pytest.raises(KeyError, match="no counterpart"):
+        internvl_chat.convert_vision({**original, "encoder.layers.0.attn.rope.freqs": torch.zeros(1)})
+    with pytest.raises(ValueError, match="no vision tower"):
+        internvl_chat.convert_state({"lm_head.weight": torch.zeros(1)})
+
+
+def test_internvl_chat_prompt_is_vicuna_v1():
+    model = load("tiny-internvl-chat")
+    text = model.prompt_text("What is this?", has_image=True)
+    assert text.endswith("USER: <image>\nWhat is this? ASSISTANT:")
+    assert "A chat between a curious human and an artificial intelligence assistant." in text
