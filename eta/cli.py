@@ -1,4 +1,4 @@
-"""Command line: ``python -m eta generate | list | judge | calibrate``."""
+"""Command line: ``python -m eta generate | list | judge | evaluate | calibrate | data fetch``."""
 
 from __future__ import annotations
 
@@ -53,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("compare", help="headline metrics of local runs side by side (see `compare --help`)",
                    add_help=False)
+    data = sub.add_parser("data", help="benchmark data: `data fetch [BENCH ...]` downloads and checks releases")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser("fetch", help="download the releases of the named benchmarks (none: all) "
+                                "into their loaders' layout, pinned and checked (a second fetch verifies)")
+    fetch.add_argument("names", nargs="*", metavar="BENCH", help="benchmark or release names (none: every one)")
+    fetch.add_argument("--dir", default=None, help="data directory (default: $ETA_DATA_DIR)")
+    fetch.add_argument("--only-needed", action="store_true",
+                       help="only the images the seeded subset reads (COCO per-image URLs), not whole archives")
+    fetch.add_argument("--limit", type=int, default=None, help="with --only-needed: the subset size a run uses")
+    fetch.add_argument("--seed", type=int, default=0, help="with --only-needed: the subset's seed")
+    fetch.add_argument("--dry-run", action="store_true", help="print sources, revisions, sizes and licences only")
+
     cal = sub.add_parser("calibrate", help="print a reward model's scores on refusals vs compliance")
     cal.add_argument("--profile", default=DEFAULT_PROFILE)
     cal.add_argument("--json", action="store_true")
@@ -165,6 +177,34 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    import os
+    from pathlib import Path
+
+    from eta.benchmarks import BenchmarkError
+    from eta.fetch import FetchError, FetchRequest, describe, fetch, plan
+
+    directory = args.dir or os.environ.get("ETA_DATA_DIR")
+    request = FetchRequest(Path(directory).expanduser(), only_needed=args.only_needed, limit=args.limit,
+                           seed=args.seed) if directory else None
+    try:
+        if (args.limit is not None or args.seed) and not args.only_needed:
+            raise FetchError("--limit and --seed choose the subset of --only-needed; add --only-needed")
+        plan(args.names)  # unknown names fail before anything else
+        if args.dry_run:
+            print(describe(args.names, request))
+            return 0
+        if request is None:
+            raise FetchError("no data directory: pass --dir DIR or set $ETA_DATA_DIR")
+        fetch(args.names, request, notify=lambda line: print(line, file=sys.stderr))
+    except (FetchError, BenchmarkError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not os.environ.get("ETA_DATA_DIR") or Path(os.environ["ETA_DATA_DIR"]).expanduser() != request.root:
+        print(f"done: export ETA_DATA_DIR={request.root} for the loaders to find it", file=sys.stderr)
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     from eta.calibration import calibrate_reward_model
 
@@ -174,4 +214,4 @@ def cmd_calibrate(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "list": cmd_list, "judge": cmd_judge, "calibrate": cmd_calibrate,
-            "evaluate": cmd_evaluate}
+            "evaluate": cmd_evaluate, "data": cmd_data}
