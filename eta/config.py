@@ -55,7 +55,8 @@ class Prompts:
 class ETAConfig:
     """The method's knobs; defaults are the paper's (official CLI) values."""
 
-    tau_pre: float = 0.16  # cosine scale, image judged unsafe iff s_pre >= tau_pre
+    tau_pre: float = 0.16  # cosine scale, image judged unsafe iff s_pre >= tau_pre; the paper's value
+    # for its CLIP ViT-L/14-336 only: another CLIP (models.clip) needs its own, found by notebook 01
     tau_post: float = 0.06  # reward scale, response judged unsafe iff s_post <= tau_post
     rule: Rule = "both"  # align iff both evaluators say unsafe (pre / post / either for ablations)
     text_only_rule: TextOnlyRule = "post"  # no image: decide by the post-evaluation alone
