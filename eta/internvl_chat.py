@@ -80,7 +80,8 @@ def convert_vision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def convert_state(chat: dict[str, torch.Tensor], vision: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def convert_state(chat: dict[str, torch.Tensor],
+                  vision: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The chat checkpoint (and the vision tower's, if the chat one does not hold it) in the Llava layout."""
     own_vision = {k.removeprefix(CHAT_VISION_PREFIX): v for k, v in chat.items() if k.startswith(CHAT_VISION_PREFIX)}
     if not own_vision and vision is None:
@@ -129,7 +130,8 @@ def llava_config(chat: dict[str, Any], vision, image_token_id: int, vocab_size: 
     if projector != "mlp2x_gelu":
         raise ValueError(f"InternVL-Chat projector {projector!r} is not supported natively (only mlp2x_gelu)")
     feature = chat.get("mm_vision_select_feature", "patch")
-    text_fields = {k: v for k, v in chat.items() if not k.startswith("mm_") and k not in ("architectures", "model_type")}
+    text_fields = {k: v for k, v in chat.items()
+                   if not k.startswith("mm_") and k not in ("architectures", "model_type")}
     text = LlamaConfig(**{**text_fields, "vocab_size": vocab_size})
     return LlavaConfig(
         vision_config=vision, text_config=text, image_token_id=image_token_id,
@@ -153,7 +155,8 @@ def build_native(chat_dir: Path, vision_dir: Path | None, out: Path) -> None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     vision = vision_config(vision_cfg)
     config = llava_config(chat_cfg, vision, tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), len(tokenizer))
-    state = convert_state(read_weights(chat_dir, load_file), read_weights(vision_dir, load_file) if vision_dir else None)
+    vision_weights = read_weights(vision_dir, load_file) if vision_dir else None
+    state = convert_state(read_weights(chat_dir, load_file), vision_weights)
     grow_embeddings(state, len(tokenizer))
     model = LlavaForConditionalGeneration(config)
     missing, unexpected = model.load_state_dict(state, strict=False)

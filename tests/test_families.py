@@ -116,7 +116,7 @@ def test_sigmoid_clip_scores_are_the_cosine_and_its_own_probability(photo):
     cosines = siglip.similarity(image, texts)
     assert cosines == pytest.approx([siglip.pre_score(image, t) for t in texts], abs=1e-6)
     probs = [siglip.pair_probability(c) for c in cosines]
-    scale, bias = float(siglip.model.logit_scale.exp()), float(siglip.model.logit_bias)
+    scale, bias = float(siglip.model.logit_scale.detach().exp()), float(siglip.model.logit_bias.detach())
     assert probs == pytest.approx([1 / (1 + math.exp(-(scale * c + bias))) for c in cosines], rel=1e-5)
     assert sorted(range(4), key=cosines.__getitem__) == sorted(range(4), key=probs.__getitem__)
     with pytest.raises(ValueError, match="softmax-trained"):
