@@ -1,4 +1,4 @@
-"""Command line: ``python -m eta generate | list | judge | evaluate | calibrate | data fetch``."""
+"""Command line: ``python -m eta generate | list | judge | score | evaluate | calibrate | data fetch``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     judge = sub.add_parser("judge", help="score a file of responses")
     judge.add_argument("judge", choices=["asr"], help="asr: refusal-string attack success rate")
     judge.add_argument("file", help="JSONL with `question` and `response` per line")
+
+    score = sub.add_parser("score", help="score an answer file, or judge replies, written by another pipeline")
+    what = score.add_mutually_exclusive_group(required=True)
+    what.add_argument("--benchmark", help="mme, mmbench, scienceqa-img, textvqa, vqav2, mmmu-pro-standard, "
+                      "mmmu-pro-vision: a file in the format its official pipeline writes")
+    what.add_argument("--judge-replies", choices=["usr", "wintie"],
+                      help="usr: eval_usr.py output; wintie: helpful_wintie_ai.py output")
+    score.add_argument("--answers", required=True, help="the answer (or reply) file; MME: the result directory")
+    score.add_argument("--data", default=None, help="the release's annotations (ScienceQA, TextVQA, VQAv2)")
+    score.add_argument("--protocol", choices=["official", "strict"], default="official",
+                       help="read answers as the official scripts do, or the stricter way (README)")
+    score.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
 
     ev = sub.add_parser("evaluate", help="generate, judge and aggregate a benchmark with a method (resumable)")
     ev.add_argument("--profile", default=DEFAULT_PROFILE)
@@ -148,6 +160,18 @@ def cmd_judge(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from eta.answer_files import score_answer_file, score_judge_replies
+
+    if args.judge_replies:
+        metrics = score_judge_replies(args.judge_replies, args.answers, args.protocol)
+    else:
+        metrics = score_answer_file(args.benchmark, args.answers, args.data, args.protocol)
+    payload = {"protocol": args.protocol, "metrics": {name: m.to_dict() for name, m in metrics.items()}}
+    print(json.dumps(payload, indent=None if args.json else 2))
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from eta.engine import evaluate
     from eta.store import Store
@@ -214,4 +238,4 @@ def cmd_calibrate(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "list": cmd_list, "judge": cmd_judge, "calibrate": cmd_calibrate,
-            "evaluate": cmd_evaluate, "data": cmd_data}
+            "evaluate": cmd_evaluate, "score": cmd_score, "data": cmd_data}

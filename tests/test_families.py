@@ -186,7 +186,8 @@ def original_intern_vit_attention(x, state, prefix, heads, eps=1e-6):
 
 
 def test_internvl_chat_weights_keep_their_meaning_in_the_native_layout():
-    from eta import internvl_chat, twins
+    from eta import twins
+    from eta.checkpoints import internvl_chat
 
     cfg = twins.TINY_INTERN_VIT
     original = twins.intern_vit_state(cfg, torch.Generator().manual_seed(5))

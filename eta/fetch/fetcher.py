@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from eta.benchmarks import BenchmarkError, get_info, list_benchmarks
 from eta.benchmarks.clip_study import LABELS, make_clip_study_dir
 from eta.benchmarks.registry import draw, image_paths, image_problem
-from eta.fetch.lock import LOCK_NAME, Lock, StepLock, sha256_of
+from eta.cache import sha256_of
+from eta.fetch.lock import LOCK_NAME, Lock, StepLock
 from eta.fetch.sources import RELEASES, BuiltFrom, HubFiles, ImagesOf, Release, Step, UrlFile
 from eta.fetch.transfer import (
     ChecksumMismatch,

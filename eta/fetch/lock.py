@@ -3,7 +3,6 @@ sha256 of what was downloaded and of every file written (``<release dir>/eta-dat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -11,16 +10,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from eta.cache import sha256_of
+
 LOCK_NAME = "eta-data.lock.json"
 LOCK_VERSION = 1
-
-
-def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

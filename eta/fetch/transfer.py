@@ -23,7 +23,7 @@ from typing import IO
 
 from tqdm.auto import tqdm
 
-from eta.fetch.lock import sha256_of
+from eta.cache import sha256_of
 from eta.fetch.sources import Unpack
 
 log = logging.getLogger(__name__)

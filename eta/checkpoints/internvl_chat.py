@@ -63,6 +63,7 @@ CHAT_RENAMES = [
     (r"^lm_head\.", "lm_head."),
 ]
 CHAT_VISION_PREFIX = "model.vision_tower.vision_tower."  # where a chat checkpoint keeps a saved tower
+FILES = ["*.json", "*.safetensors", "*.bin", "tokenizer*", "*.model", "*.txt"]  # never the Python files
 
 
 def convert_vision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -203,11 +204,11 @@ def native_dir(repo_id: str) -> Path:
     from eta.cache import build_once, cache_dir
 
     def build(out: Path) -> None:
-        chat_dir = Path(snapshot_download(repo_id))
+        chat_dir = Path(snapshot_download(repo_id, allow_patterns=FILES))
         tower = json.loads((chat_dir / "config.json").read_text()).get("mm_vision_tower", VISION_REPO)
         tower = tower if re.fullmatch(r"[\w.-]+/[\w.-]+", tower or "") else VISION_REPO
         has_tower = any(k.startswith(CHAT_VISION_PREFIX) for k in weight_names(chat_dir))
-        vision_dir = None if has_tower else Path(snapshot_download(tower))
+        vision_dir = None if has_tower else Path(snapshot_download(tower, allow_patterns=FILES))
         log.info("converting %s (vision tower %s) to the native Llava layout (once)", repo_id,
                  "inside the checkpoint" if has_tower else tower)
         build_native(chat_dir, vision_dir, out)
