@@ -9,8 +9,13 @@ import sys
 from typing import Any
 
 from eta.config import ConfigError, load_profile, parse_override
+from eta.store import StoreError
 
 DEFAULT_PROFILE = "local"
+
+# Mistakes in what the user gave (files, names, values): one line on stderr and exit status 2.
+# LookupError covers unknown benchmarks, models and methods; OSError unreadable or misplaced files.
+USER_ERRORS = (ConfigError, ValueError, LookupError, OSError, StoreError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a profile value (repeatable)")
     ev.add_argument("--no-judge", action="store_true", help="generate only")
     ev.add_argument("--export", default=None, help="also write this run's records as JSONL here")
+    ev.add_argument("--overwrite", action="store_true",
+                    help="let --export replace an existing file that is not an earlier export")
     ev.add_argument("--json", action="store_true", help="print one JSON object of metrics")
 
     sub.add_parser("reproduce", help="run the analysis notebooks with papermill (see `reproduce --help`)",
@@ -70,9 +77,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, FileNotFoundError, ValueError, KeyError, PermissionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 2
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for a user mistake (a KeyError's message without the quotes repr adds)."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
 def cmd_generate(args) -> int:
@@ -138,17 +150,20 @@ def cmd_judge(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from eta.engine import evaluate
-    from eta.store import Store
+    from eta.store import Store, check_export_path
 
     overrides = dict(parse_override(o) for o in args.overrides)
     profile = load_profile(args.profile, overrides)
-    with Store(args.store or profile.engine.store) as store:
+    store_path = args.store or profile.engine.store
+    if args.export:  # checked before any model loads
+        check_export_path(args.export, store_path, overwrite=args.overwrite)
+    with Store(store_path) as store:
         ev = evaluate(profile, args.benchmark, args.method, limit=args.limit, seed=args.seed, store=store,
                       data_root=args.data, judge=not args.no_judge)
         if ev is None:  # a shard other than the first: its part is in the store
             return 0
         if args.export:
-            store.export_jsonl(args.export, ev.records)
+            store.export_jsonl(args.export, ev.records, overwrite=args.overwrite)
     payload = ev.to_dict()
     if args.json:
         print(json.dumps(payload))

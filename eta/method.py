@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from eta.config import ETAConfig, Profile
 from eta.decoding import (
@@ -27,6 +27,7 @@ from eta.decoding import (
     prefill_batch,
     sample_continuations,
 )
+from eta.images import read_rgb, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +72,10 @@ def branch_name(cfg: ETAConfig) -> str:
 
 
 def open_image(image: Image.Image | str | Path | None) -> Image.Image | None:
-    """An RGB image from a PIL image or a file path; errors name the file."""
+    """An RGB image from a PIL image or a file path; errors name the file (see ``eta.images``)."""
     if image is None or isinstance(image, Image.Image):
-        return image.convert("RGB") if image is not None else None
-    path = Path(image)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
+        return to_rgb(image) if image is not None else None
+    return read_rgb(image)
 
 
 def stable_seed(seed: int, *parts: str) -> int:
