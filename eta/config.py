@@ -96,6 +96,10 @@ class JudgesConfig:
     helpfulness: str = "gpt-4-turbo"  # pairwise / 1-10 judge: an OpenAI-compatible model, or a local one
     helpfulness_backend: Literal["openai", "local"] = "openai"
     helpfulness_max_new_tokens: int = 512
+    # OpenAI-compatible endpoint only: seconds per request and attempts per prompt (timeouts, 429,
+    # 5xx and malformed replies are retried) before the prompt's verdict counts as invalid.
+    request_timeout_s: float = 60.0
+    request_attempts: int = 3
     # Local judges only: instead of generating free text, reply with the likeliest of the verdicts
     # the template allows (safe / unsafe, [[A]] / [[B]] / [[C]], scores 1-10), so that a weak
     # stand-in always gives a verdict. Off for real judges, whose free replies are parsed.

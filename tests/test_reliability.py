@@ -238,3 +238,113 @@ def test_sixteen_bit_png_keeps_its_gray_levels(tmp_path):
     assert rgb.shape == (64, 64, 3)
     assert np.abs(rgb[..., 0] - expected).max() <= 1.0
     assert (rgb >= 250).mean() < 0.05  # Pillow's own conversion turns 99% of these pixels white
+
+
+# ----------------------------------------------------------------- 2-3: a misbehaving judge endpoint
+
+
+class RawServer:
+    """A chat-completions endpoint answering 200 with scripted raw bodies: (content type, bytes)
+    or ("sleep", seconds). With the script exhausted it answers a completion saying [[A]]."""
+
+    def __init__(self, script):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.script, self.requests = list(script), 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # the http.server API name
+                self.rfile.read(int(self.headers["Content-Length"]))
+                server.requests += 1
+                kind, body = server.script.pop(0) if server.script else ("application/json", COMPLETION)
+                if kind == "sleep":
+                    import time
+
+                    time.sleep(body)
+                    kind, body = "application/json", COMPLETION
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+COMPLETION = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": [
+    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Fine. [[A]]"}}]}).encode()
+HTML = ("text/html", b"<html><body><h1>502 Bad Gateway</h1> [[B]] </body></html>")
+NOT_JSON = ("application/json", b"{not json")
+NOT_A_COMPLETION = ("application/json", b'{"detail": "queued"}')
+NO_MESSAGE = ("application/json", b'{"choices": [{"index": 0}]}')
+
+
+def judge_over(script, **options):
+    from eta.judges import OpenAIChatGenerator, PairwiseItem, PairwiseJudge
+
+    server = RawServer(script)
+    sleeps: list[float] = []
+    try:
+        client = OpenAIChatGenerator(model="m", base_url=server.base_url, api_key="sk-test", backoff_s=0.001,
+                                     sleep=sleeps.append, progress=False, **options)
+        items = [PairwiseItem(f"p{i}", "Which is better?", "first answer", "second answer") for i in range(2)]
+        return PairwiseJudge(client, seed=0).judge(items), server.requests, sleeps
+    finally:
+        server.close()
+
+
+def test_malformed_200_replies_are_retried_like_5xx():
+    verdicts, requests, sleeps = judge_over([HTML, NOT_JSON, NOT_A_COMPLETION, NO_MESSAGE], timeout_s=5,
+                                            max_attempts=3)
+    # first item: three malformed replies, then it gives up; second: one malformed, then a real reply
+    assert requests == 5 and sleeps == [0.001, 0.002, 0.001]
+    assert verdicts[0].outcome == "invalid"
+    assert verdicts[0].raw == "no reply after 3 attempts: malformed reply: no choices in the reply (ChatCompletion)"
+    assert verdicts[1].choice == "A" and verdicts[1].outcome in ("win", "lose")
+
+
+def test_an_html_reply_is_never_read_as_a_verdict():
+    verdicts, requests, _ = judge_over([HTML] * 4, timeout_s=5, max_attempts=2)
+    assert requests == 4 and [v.outcome for v in verdicts] == ["invalid", "invalid"]
+    assert all(v.choice is None and "the body is HTML, not JSON" in v.raw for v in verdicts)
+
+
+def test_a_hung_endpoint_costs_attempts_times_timeout():
+    verdicts, requests, _ = judge_over([("sleep", 3.0)] * 2, timeout_s=0.3, max_attempts=2)
+    assert verdicts[0].raw == "no reply after 2 attempts: timeout after 0.3 s"
+    assert verdicts[1].choice == "A" and requests == 3
+
+
+def test_judge_timeout_and_attempts_are_profile_parameters(monkeypatch):
+    from eta.analysis.helpfulness import judge_generator
+    from eta.config import ConfigError, load_profile
+    from eta.engine import Models
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    profile = load_profile("tiny", {"judges.helpfulness_backend": "openai", "judges.request_timeout_s": 7.5,
+                                    "judges.request_attempts": 2})
+    client = judge_generator(Models(profile))
+    assert (client.timeout_s, client.max_attempts) == (7.5, 2)
+    assert client._client.timeout == 7.5 and client._client.max_retries == 0
+    with pytest.raises(ConfigError, match="request_attempts"):
+        load_profile("tiny", {"judges.request_attempts": "many"})
+    with pytest.raises(ValueError, match="max_attempts must be >= 1"):
+        judge_generator(Models(load_profile("tiny", {"judges.helpfulness_backend": "openai",
+                                                      "judges.request_attempts": 0})))
