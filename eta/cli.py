@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="answer one question with vanilla decoding and with ETA")
-    gen.add_argument("--question", required=True)
+    question = gen.add_mutually_exclusive_group(required=True)
+    question.add_argument("--question")
+    question.add_argument("--question-file", help="read the question from this UTF-8 text file")
     gen.add_argument("--image", default=None, help="path of an image file (omit for text-only)")
     gen.add_argument("--profile", default=DEFAULT_PROFILE, help="params profile name or YAML path")
     gen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--profile", default=DEFAULT_PROFILE)
     ev.add_argument("--benchmark", required=True)
     ev.add_argument("--method", required=True, help="vanilla, eta, eta-deep-only, ..., ecso (list methods)")
-    ev.add_argument("--limit", type=int, default=None, help="a seeded subset of this many samples")
+    ev.add_argument("--limit", type=positive_int, default=None, help="a seeded subset of this many samples")
     ev.add_argument("--seed", type=int, default=None)
     ev.add_argument("--store", default=None, help="SQLite store (default: the profile's engine.store)")
     ev.add_argument("--data", default=None, help="benchmark release directory (default: env / ETA_DATA_DIR)")
@@ -64,6 +66,34 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--profile", default=DEFAULT_PROFILE)
     cal.add_argument("--json", action="store_true")
     return parser
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def read_question(args) -> str:
+    """The question of ``generate``: ``--question`` or the text of ``--question-file``."""
+    if args.question_file is None:
+        return args.question
+    from pathlib import Path
+
+    path = Path(args.question_file)
+    if path.is_dir():
+        raise ValueError(f"--question-file {path} is a directory, not a text file")
+    try:
+        return path.read_bytes().decode("utf-8").strip()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--question-file {path} not found") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--question-file {path} is not UTF-8 text (byte {err.start})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,14 +118,19 @@ def error_text(exc: BaseException) -> str:
 
 
 def cmd_generate(args) -> int:
+    from eta.context import fit_questions
     from eta.method import ETA, open_image
 
     overrides = dict(parse_override(o) for o in args.overrides)
     profile = load_profile(args.profile, overrides)
-    if not args.question.strip():
+    question = read_question(args)
+    if not question.strip():
         raise ValueError("the question is empty")
-    open_image(args.image)  # fail on a bad image before any model is loaded
-    result = ETA.from_profile(profile).run(args.question, args.image, seed=args.seed)
+    image = open_image(args.image)  # fail on a bad image before any model is loaded
+    eta = ETA.from_profile(profile)
+    question = fit_questions(eta.vlm, [question], [image], profile.eta.max_new_tokens,
+                             truncate=profile.engine.long_question == "truncate", names=["the question"])[0]
+    result = eta.run(question, args.image, seed=args.seed)
     payload = {"profile": profile.name, "stand_in": profile.stand_in, **result.to_dict()}
     if args.json:
         print(json.dumps(payload, ensure_ascii=False))

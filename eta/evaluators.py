@@ -249,6 +249,8 @@ class GenerativeJudgeRM:
     own scale (probability in [0, 1]), never ArmoRM's 0.06.
     """
 
+    score_range = (0.0, 1.0)  # a probability: eta.tau_post outside it is refused
+
     def __init__(self, model, tokenizer, name: str, stand_in: bool = True, batch_size: int = 8):
         self.model = model.eval()
         self.tokenizer = tokenizer

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from eta.config import ETAConfig, Profile
+from eta.config import ETAConfig, Profile, check_thresholds
 from eta.decoding import (
     StopStrings,
     TopKSampler,
@@ -89,6 +89,8 @@ class ETA:
     def __init__(self, vlm, reward_model, clip, cfg: ETAConfig, seed: int = 0, vanilla_memo: dict | None = None):
         if cfg.num_candidates < 1 or cfg.max_sentence_tokens < 1 or cfg.max_new_tokens < 1:
             raise ValueError("num_candidates, max_sentence_tokens and max_new_tokens must be >= 1")
+        check_thresholds(cfg, getattr(reward_model, "score_range", None), reward_model=getattr(
+            reward_model, "name", "the reward model"))
         # Shared by ETA variants on the same models: the greedy vanilla answer of an input (image
         # given by path) and its post-score do not depend on the variant, so they are made once.
         self.vanilla_memo = vanilla_memo

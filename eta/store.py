@@ -160,18 +160,24 @@ class Store:
 
     # ------------------------------------------------------------------------------------ results
 
-    def done_keys(self, run: RunKey) -> set[str]:
+    def done_keys(self, run: RunKey, with_skipped: bool = False) -> set[str]:
+        """Keys of the run's stored results; a sample recorded as skipped (a payload with a
+        ``skipped`` reason) counts only ``with_skipped``, so a later run tries it again."""
         rows = self._conn.execute(
-            "SELECT key FROM results WHERE model=? AND method_hash=? AND benchmark=? AND seed=?",
+            "SELECT key FROM results WHERE model=? AND method_hash=? AND benchmark=? AND seed=?"
+            + ("" if with_skipped else " AND json_extract(payload, '$.skipped') IS NULL"),
             (run.model, run.method_hash, run.benchmark, run.seed),
         )
         return {r[0] for r in rows}
 
     def put(self, run: RunKey, sample_id: str, payload: dict[str, Any]) -> str:
-        """Store one sample's result (committed at once; a second write of the same key is ignored)."""
+        """Store one sample's result (committed at once). A second write of the same key is
+        ignored, unless the stored one records a skipped sample: then it is replaced."""
         key = run.key(sample_id)
         self._conn.execute(
-            "INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+            "payload=excluded.payload, created=excluded.created "
+            "WHERE json_extract(results.payload, '$.skipped') IS NOT NULL",
             (key, run.model, run.method, run.method_hash, run.benchmark, sample_id, run.seed,
              json.dumps(payload, default=str), time.time()),
         )
