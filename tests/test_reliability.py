@@ -31,7 +31,7 @@ def one_line_error(out: subprocess.CompletedProcess) -> str:
     """The single ``error:`` line of a refused command (no traceback)."""
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Traceback" not in out.stderr, out.stderr[-2000:]
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    lines = [line for line in out.stderr.splitlines() if line.strip() and "it/s]" not in line]  # progress bars
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
     return lines[0]
 
@@ -348,3 +348,173 @@ def test_judge_timeout_and_attempts_are_profile_parameters(monkeypatch):
     with pytest.raises(ValueError, match="max_attempts must be >= 1"):
         judge_generator(Models(load_profile("tiny", {"judges.helpfulness_backend": "openai",
                                                       "judges.request_attempts": 0})))
+
+
+# ------------------------------------------------------- 7: questions longer than the model's context
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm():
+    from eta.models import load_vlm
+
+    return load_vlm("tiny-llava", device="cpu", dtype="float32")
+
+
+def test_a_question_past_the_context_is_refused_with_the_counts(tiny_vlm):
+    from eta.context import ContextTooLongError, context_length, fit_questions
+
+    limit = context_length(tiny_vlm)
+    assert limit == 2048
+    short, long = "What is this?", "word " * 2100
+    assert fit_questions(tiny_vlm, [short], [None], 24) == [short]
+    with pytest.raises(ContextTooLongError, match=r"sample 7: the prompt is \d{4} tokens and max_new_tokens is 24, "
+                                                  r"more than the model's context of 2048 tokens"):
+        fit_questions(tiny_vlm, [short, long], [None, None], 24, names=["sample 6", "sample 7"])
+    with pytest.raises(ContextTooLongError, match="max_new_tokens is 2040"):
+        fit_questions(tiny_vlm, [short], [None], 2040)  # the template alone leaves too little room
+
+
+def test_truncation_only_when_asked_and_then_it_fits(tiny_vlm):
+    from eta.context import fit_questions, prompt_lengths
+
+    long = " ".join(f"w{i}" for i in range(3000))
+    (cut,) = fit_questions(tiny_vlm, [long], [None], 24, truncate=True)
+    assert long.startswith(cut) and len(cut) < len(long)
+    assert 2048 - 24 - 8 <= prompt_lengths(tiny_vlm, [cut], [None])[0] <= 2048 - 24
+
+
+def test_generate_reads_a_question_file_and_refuses_one_too_long(tmp_path):
+    path = tmp_path / "question.txt"
+    path.write_text("word " * 2100)
+    line = one_line_error(eta_cli("generate", "--profile", "tiny", "--question-file", str(path)))
+    assert "the question: the prompt is" in line and "context of 2048 tokens" in line
+    assert "engine.long_question=truncate" in line
+    out = eta_cli("generate", "--profile", "tiny", "--question-file", str(path), "--json",
+                  "--set", "engine.long_question=truncate")
+    assert out.returncode == 0, out.stderr[-2000:]
+    payload = json.loads(out.stdout.strip().splitlines()[-1])
+    assert payload["question"].startswith("word word") and len(payload["question"]) < len(path.read_text())
+
+
+# ----------------------------------------------------------------- 8: out-of-range parameters
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("eta.tau_pre", 16.0, r"'eta.tau_pre' = 16.0 is outside the cosine range \[-1, 1\]"),
+    ("eta.tau_pre", -1.5, "outside the cosine range"),
+])
+def test_tau_pre_outside_the_cosine_range(key, value, message):
+    from eta.config import ConfigError, load_profile
+
+    with pytest.raises(ConfigError, match=message):
+        load_profile("tiny", {key: value})
+    load_profile("tiny", {key: 1.0})  # the edges are allowed
+
+
+def test_tau_post_outside_the_reward_models_declared_range():
+    from eta.config import ConfigError, ETAConfig
+    from eta.evaluators import GenerativeJudgeRM
+    from eta.method import ETA
+
+    judge = GenerativeJudgeRM.__new__(GenerativeJudgeRM)
+    judge.name = "smollm2-judge"
+    with pytest.raises(ConfigError, match=r"'eta.tau_post' = 6.0 is outside the score range \[0, 1\] of smollm2-judge"):
+        ETA(object(), judge, None, ETAConfig(tau_post=6.0))
+
+
+def test_cli_limit_zero_is_refused():
+    out = eta_cli("evaluate", "--profile", "tiny", "--benchmark", "embedded-harm", "--method", "vanilla",
+                  "--limit", "0", "--store", ":memory:")
+    assert out.returncode == 2 and "--limit: must be at least 1, got 0" in out.stderr
+
+
+def test_limit_zero_and_an_empty_benchmark_are_errors(tmp_path):
+    from eta.config import load_profile
+    from eta.engine import evaluate
+
+    tiny = load_profile("tiny")
+    with pytest.raises(ValueError, match="limit must be a positive number"):
+        evaluate(tiny, "embedded-harm", "vanilla", limit=0, store=":memory:")
+    release = tmp_path / "figstep"
+    (release / "data/question").mkdir(parents=True)
+    (release / "data/images/SafeBench").mkdir(parents=True)
+    (release / "data/question/safebench.csv").write_text("dataset,category_id,task_id,question\n")
+    with pytest.raises(ValueError, match=rf"benchmark 'figstep' has no samples in {release}"):
+        evaluate(tiny, "figstep", "vanilla", store=":memory:", data_root=release)
+
+
+# -------------------------------------------------------------- 9: engine.on_bad_sample stop | skip
+
+
+@pytest.fixture
+def figstep_release(tmp_path) -> Path:
+    """The figstep fixture release (3 samples), one of its images replaced by text."""
+    import importlib.util
+    import shutil
+
+    fixtures = Path(__file__).parent / "fixtures" / "benchmarks"
+    spec = importlib.util.spec_from_file_location("make_fixtures", fixtures / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = tmp_path / "figstep"
+    shutil.copytree(fixtures / "figstep", root)
+    module.build_figstep(root)
+    bad = sorted((root / "data/images/SafeBench").glob("*.png"))[1]
+    bad.write_text("not an image")
+    return root
+
+
+def test_a_bad_sample_stops_the_run_by_default(figstep_release, tmp_path):
+    from eta.benchmarks import BadDataError
+    from eta.config import load_profile
+    from eta.engine import evaluate
+
+    with pytest.raises(BadDataError, match="unreadable image"):
+        evaluate(load_profile("tiny"), "figstep", "vanilla", store=tmp_path / "s.sqlite", data_root=figstep_release,
+                 progress=False)
+
+
+def test_skip_records_the_sample_with_its_reason_and_counts_it(figstep_release, tmp_path, tiny_vlm):
+    from eta.config import load_profile
+    from eta.engine import Models, evaluate
+
+    profile = load_profile("tiny", {"engine.on_bad_sample": "skip"})
+    models = Models(profile)
+    models._cache[f"vlm:{profile.models.vlm}"] = tiny_vlm
+    ev = evaluate(profile, "figstep", "vanilla", store=tmp_path / "s.sqlite", data_root=figstep_release,
+                  models=models, progress=False, judge=True)
+    assert len(ev.records) == 2 and ev.skipped == 1
+    (skipped,) = ev.skipped_samples
+    assert "query_" in skipped["where"] and "unreadable image" in skipped["reason"]
+    rate = ev.metrics["skipped_rate"]
+    assert rate["value"] == pytest.approx(1 / 3) and rate["direction"] == "lower"
+    assert ev.to_dict()["skipped_samples"] == [skipped]
+
+
+def test_skip_at_run_time_keeps_the_reason_in_the_store_and_retries_later(tmp_path, tiny_vlm):
+    """An image that passes the header check but cannot be decoded, and a question too long."""
+    from eta.benchmarks import Example
+    from eta.config import EngineConfig
+    from eta.engine import model_inputs, skipped_record
+
+    broken = tmp_path / "broken.jpg"
+    full = tmp_path / "full.jpg"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(full)
+    broken.write_bytes(full.read_bytes()[:200])
+    batch = [Example("b", "ok", "What is this?", full), Example("b", "cut", "What is this?", broken),
+             Example("b", "long", "word " * 2100, full)]
+    seen: list[tuple[str, str]] = []
+    kept, questions, images = model_inputs(batch, tiny_vlm, 24, EngineConfig(on_bad_sample="skip"),
+                                           skip=lambda ex, why: seen.append((ex.id, why)))
+    assert [ex.id for ex in kept] == ["ok"] and questions == ["What is this?"] and images[0].size == (64, 64)
+    assert [i for i, _ in seen] == ["cut", "long"]
+    assert str(broken) in seen[0][1] and "context of 2048 tokens" in seen[1][1]
+    with pytest.raises(Exception, match=str(broken)):
+        model_inputs(batch, tiny_vlm, 24, EngineConfig(), skip=None)
+    with Store(tmp_path / "s.sqlite") as store:
+        store.put(RUN, "cut", skipped_record(batch[1], seen[0][1]))
+        assert store.done_keys(RUN) == set() and store.done_keys(RUN, with_skipped=True) == {RUN.key("cut")}
+        store.put(RUN, "cut", {"response": "fixed"})  # a later run that could read the image
+        assert store.get(RUN, ["cut"])[0]["response"] == "fixed" and store.done_keys(RUN) == {RUN.key("cut")}
+        store.put(RUN, "cut", {"response": "again"})  # a stored result is never overwritten
+        assert store.get(RUN, ["cut"])[0]["response"] == "fixed"
