@@ -295,7 +295,7 @@ td:first-child,th:first-child{text-align:left}th{background:#f4f4f4}.banner{back
 padding:.8em 1em;font-weight:600}.failed{color:#b00020;font-weight:600}.ok{color:#1b7f3a}pre{white-space:pre-wrap;background:#f8f8f8;padding:.5em}
 .incomplete{background:#fde2e1;border:2px solid #b00020;padding:.8em 1em;font-weight:600}
 .warn{color:#8a5300;font-weight:600}figure{margin:.5em 0 1em}figure img{max-width:100%;border:1px solid #ddd}
-figcaption{font-size:.9em;color:#555}"""
+figcaption{font-size:.9em;color:#555}td.note{text-align:left}"""
 
 # Marks every figure as loaded or broken once the browser has decoded it (a broken one says so).
 FIGURE_CHECK = """document.querySelectorAll('figure img').forEach(function (img) {

@@ -215,7 +215,7 @@ def test_index_loads_in_headless_chromium_with_every_figure(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
     assert "ETA reproduction" in dom and "STAND-IN" in dom
-    assert dom.count('data-state="loaded"') == 3 and "broken" not in dom
+    assert dom.count('data-state="loaded"') == 3 and 'data-state="broken"' not in dom
     shot = tmp_path / "page.png"
     subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     f"--user-data-dir={profile}", "--window-size=1200,2400", f"--screenshot={shot}",
