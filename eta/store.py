@@ -108,6 +108,10 @@ def check_store(path: str | Path) -> None:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
         finally:
             conn.close()
+    except sqlite3.OperationalError as exc:
+        if _busy(exc):  # another process holds it for now: busy, not damaged; opening will wait
+            return
+        raise StoreError(path, f"is damaged (sqlite: {exc})") from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(path, f"is damaged (sqlite: {exc})") from None
     if problems != ["ok"]:

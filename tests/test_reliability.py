@@ -100,16 +100,43 @@ def test_many_processes_creating_one_new_store_at_once(tmp_path):
     """Unguarded, about one opener in sixteen failed with 'database is locked' at the WAL switch."""
     ctx = multiprocessing.get_context("fork")
     failures = 0
-    for trial in range(24):
+    for trial in range(40):
         path = str(tmp_path / f"new{trial}.sqlite")
-        barrier = ctx.Barrier(4)
-        procs = [ctx.Process(target=_open_store, args=(path, barrier)) for _ in range(4)]
+        barrier = ctx.Barrier(6)
+        procs = [ctx.Process(target=_open_store, args=(path, barrier)) for _ in range(6)]
         for p in procs:
             p.start()
         for p in procs:
             p.join(120)
         failures += sum(p.exitcode != 0 for p in procs)
     assert failures == 0
+
+
+HOLD_WRITE_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("CREATE TABLE IF NOT EXISTS other (x)")
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+def test_opening_while_another_process_holds_the_write_lock(tmp_path):
+    """What a second shard meets when the first is creating the store: SQLite answers 'locked' at
+    once (no busy wait) to the switch to WAL; opening must wait for the lock, not fail."""
+    path = tmp_path / "busy.sqlite"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE_LOCK, str(path), "1.5"], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with Store(path) as store:
+            store.put(RUN, "s1", {"response": "ok"})
+            assert store.count() == 1
+    finally:
+        holder.wait(30)
+    assert holder.returncode == 0
 
 
 # ------------------------------------------------------------------------ 5: damaged stores
