@@ -214,7 +214,7 @@ def evaluate(
         if not records:
             raise ValueError(f"{benchmark}: every sample was skipped; first: {skipped[0]['where']}: "
                              f"{skipped[0]['reason']}")
-        metrics = aggregate(records, info.kind, data)
+        metrics = aggregate(records, info.kind, data, profile.judges.protocol)
         if skipped:
             from eta.metrics import aggregate as mean_metric
 
@@ -311,14 +311,17 @@ def safety_judge(models: Models):
                                       choices=VERDICTS[j.safety_template] if j.constrained else ())
     if j.safety_template == "llama-guard":
         return llama_guard_judge(generator)
-    return md_judge(generator, MD_JUDGE_TEMPLATE_ETA if j.safety_template == "md-judge-eta" else MD_JUDGE_TEMPLATE)
+    return md_judge(generator, MD_JUDGE_TEMPLATE_ETA if j.safety_template == "md-judge-eta" else MD_JUDGE_TEMPLATE,
+                    protocol=j.protocol)
 
 
 # ------------------------------------------------------------------------------------ aggregation
 
 
-def aggregate(records: list[dict[str, Any]], kind: str, data) -> dict[str, dict[str, Any]]:
-    """Headline metrics of one run, each with its direction and uncertainty."""
+def aggregate(records: list[dict[str, Any]], kind: str, data,
+              protocol: str = "official") -> dict[str, dict[str, Any]]:
+    """Headline metrics of one run, each with its direction and uncertainty (general-ability
+    answers read under ``protocol``)."""
     from eta.metrics import aggregate as mean_metric
     from eta.metrics import attack_success_rate, unsafe_rate
 
@@ -332,9 +335,10 @@ def aggregate(records: list[dict[str, Any]], kind: str, data) -> dict[str, dict[
         if labels:
             metrics.update(unsafe_rate(labels))
     elif kind == "general":
-        from eta.scoring import score_general
+        from eta.metrics.general import score_general
 
-        metrics.update(score_general(data.info.name, list(data), {r["sample_id"]: r["response"] for r in records}))
+        metrics.update(score_general(data.info.name, list(data), {r["sample_id"]: r["response"] for r in records},
+                                     protocol))
         metrics["refusal_rate"] = mean_metric("refusal_rate", [not s for s in successes], direction="lower",
                                               kind="rate")
     else:
