@@ -3,8 +3,9 @@
 A result's key is a hash of (model, method, method-parameter hash, benchmark, sample id, seed).
 The engine decodes samples in batches (``engine.batch_size``) and commits every sample of a batch,
 in WAL mode, the moment the batch ends: a run killed at any instant loses at most the batch in
-flight, never a committed sample; a rerun skips what is stored. Changing any method parameter changes the key, so
-old results are never overwritten. Judge verdicts live in their own table, keyed by result and judge.
+flight, never a committed sample; a rerun skips what is stored. Changing any method parameter
+changes the key, so old results are never overwritten. Judge verdicts live in their own table,
+keyed by result and judge.
 
 Opening a store checks it before anything is written: a path that is a directory, a file that is
 not SQLite, a damaged or read-only store raise :class:`StoreError` naming the file and what is

@@ -545,3 +545,39 @@ def test_skip_at_run_time_keeps_the_reason_in_the_store_and_retries_later(tmp_pa
         assert store.get(RUN, ["cut"])[0]["response"] == "fixed" and store.done_keys(RUN) == {RUN.key("cut")}
         store.put(RUN, "cut", {"response": "again"})  # a stored result is never overwritten
         assert store.get(RUN, ["cut"])[0]["response"] == "fixed"
+
+
+# ------------------------------------------------------------- 11: what a kill loses, as documented
+
+
+def test_a_run_stopped_mid_way_keeps_every_finished_batch(tmp_path, tiny_vlm, monkeypatch):
+    """The store's docstring promises that a kill loses at most the batch in flight."""
+    import eta.store
+    from eta.config import load_profile
+    from eta.engine import Models, evaluate
+    from eta.methods import Runner
+
+    assert "loses at most the batch in flight" in " ".join(eta.store.__doc__.split())
+    profile = load_profile("tiny", {"engine.batch_size": 2})
+    models = Models(profile)
+    models._cache[f"vlm:{profile.models.vlm}"] = tiny_vlm
+    calls = []
+
+    def run_batch(self, ids, questions, images):
+        calls.append(list(ids))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the kill arrives while the second batch decodes
+        return [{"question": q, "response": "I cannot help with that.", "vanilla": "", "response_tokens": 6}
+                for q in questions]
+
+    monkeypatch.setattr(Runner, "run_batch", run_batch)
+    store_path = tmp_path / "s.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(profile, "embedded-harm", "vanilla", limit=5, store=store_path, models=models, progress=False,
+                 judge=False)
+    with Store(store_path) as store:
+        assert store.count() == 2  # the first batch, committed; nothing of the one in flight
+    ev = evaluate(profile, "embedded-harm", "vanilla", limit=5, store=store_path, models=models, progress=False,
+                  judge=False)
+    assert len(ev.records) == 5 and [len(c) for c in calls] == [2, 2, 2, 1]
+    assert calls[2] == calls[1]  # the lost batch is run again, the stored one is not
