@@ -620,8 +620,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReproduceFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, FileNotFoundError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, OSError, LookupError) as exc:
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
         return 2
     return 0
 

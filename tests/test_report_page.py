@@ -224,3 +224,18 @@ def test_index_loads_in_headless_chromium_with_every_figure(tmp_path):
 
     colors = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
     assert colors is not None and len(colors) > 50  # text, tables and plots, not a blank page
+
+
+def test_reproduce_refuses_a_damaged_store_before_any_notebook(suite, capsys):
+    import yaml
+
+    damaged = suite / "store.sqlite"
+    damaged.write_text("not a database\n")
+    path = suite / "params" / "tiny" / "profile.yaml"
+    profile = yaml.safe_load(path.read_text())
+    profile.setdefault("engine", {})["store"] = str(damaged)
+    path.write_text(yaml.safe_dump(profile))
+    code = rp.main(["reproduce", "--profile", "tiny", "--results-root", str(suite / "results"), "--run-id", "r3"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{damaged}: is not an SQLite results store" in err and "nothing was changed" in err
+    assert not (suite / "results" / "r3").exists() and damaged.read_text() == "not a database\n"
