@@ -190,8 +190,9 @@ def evaluate(
             _, cfg, runner = build_runner(models, method, overrides, seed)
             bar = tqdm(total=len(todo), desc=f"{method} on {benchmark}", disable=not progress, unit="sample")
             for batch in batches(todo, profile.engine.batch_size):
-                batch, questions, images = model_inputs(batch, models.vlm, cfg.max_new_tokens, profile.engine,
-                                                        skip=lambda ex, why: store.put(run, ex.id, skipped_record(ex, why)))
+                batch, questions, images = model_inputs(
+                    batch, models.vlm, cfg.max_new_tokens, profile.engine,
+                    skip=lambda ex, why: store.put(run, ex.id, skipped_record(ex, why)))
                 if not batch:
                     continue
                 records = runner.run_batch([ex.id for ex in batch], questions, images)
