@@ -581,3 +581,18 @@ def test_a_run_stopped_mid_way_keeps_every_finished_batch(tmp_path, tiny_vlm, mo
                   judge=False)
     assert len(ev.records) == 5 and [len(c) for c in calls] == [2, 2, 2, 1]
     assert calls[2] == calls[1]  # the lost batch is run again, the stored one is not
+
+
+def test_truncating_long_questions_makes_new_store_keys():
+    from eta.config import load_profile
+    from eta.methods import get_method, method_config, method_params
+    from eta.store import stable_hash
+
+    def method_hash(profile):
+        spec = get_method("eta")
+        return stable_hash(method_params(spec, profile, method_config(spec, profile, None)))
+
+    refuse, truncate = load_profile("tiny"), load_profile("tiny", {"engine.long_question": "truncate"})
+    skip = load_profile("tiny", {"engine.on_bad_sample": "skip"})
+    assert method_hash(refuse) != method_hash(truncate)
+    assert method_hash(refuse) == method_hash(skip)  # skipping changes no stored answer
