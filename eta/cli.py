@@ -32,8 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true")
 
     judge = sub.add_parser("judge", help="score a file of responses")
-    judge.add_argument("judge", choices=["asr"], help="asr: refusal-string attack success rate")
+    judge.add_argument("judge", choices=["asr", "reward", "usr"],
+                       help="asr: refusal-string attack success rate; reward: the profile's post-evaluator "
+                            "score and unsafe flag per line; usr: the profile's safety judge")
     judge.add_argument("file", help="JSONL with `question` and `response` per line")
+    judge.add_argument("--profile", default=DEFAULT_PROFILE, help="profile of the reward model / judge")
+    judge.add_argument("--json", action="store_true", help="reward, usr: one JSON object per line only")
 
     ev = sub.add_parser("evaluate", help="generate, judge and aggregate a benchmark with a method (resumable)")
     ev.add_argument("--profile", default=DEFAULT_PROFILE)
@@ -53,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("compare", help="headline metrics of local runs side by side (see `compare --help`)",
                    add_help=False)
-    cal = sub.add_parser("calibrate", help="print a reward model's scores on refusals vs compliance")
+    cal = sub.add_parser("calibrate", help="a reward model on human labels: test AUC, Youden threshold, confusion")
     cal.add_argument("--profile", default=DEFAULT_PROFILE)
     cal.add_argument("--json", action="store_true")
     return parser
@@ -130,6 +134,10 @@ def cmd_list(args) -> int:
 
 
 def cmd_judge(args) -> int:
+    if args.judge in ("reward", "usr"):
+        from eta.file_judging import judge_file
+
+        return judge_file(args.judge, args.file, load_profile(args.profile), as_json=args.json)
     from eta.judges import asr_from_jsonl
 
     print(json.dumps(asr_from_jsonl(args.file)))
