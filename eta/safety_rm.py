@@ -280,7 +280,8 @@ def build(out: Path) -> None:
     rm.save_pretrained(out)
     tokenizer.save_pretrained(out)
     offset = float(clf.intercept_[0] - weight @ scaler.mean_)
-    check = float(rm.score(torch.tensor(feats[k][:1]))[0, 0]) + offset
+    with torch.no_grad():
+        check = float(rm.score(torch.tensor(feats[k][:1]))[0, 0]) + offset
     expected = float(clf.decision_function(scaler.transform(feats[k][:1]))[0])
     if abs(check - expected) > 1e-3 * max(1.0, abs(expected)):
         raise RuntimeError(f"safety head folding is wrong: {check} vs {expected}")
