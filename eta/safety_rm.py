@@ -11,6 +11,9 @@ The build:
    the AdvBench goals and benign prompts that ``eta.safety_data`` sets aside for training, labelled
    unsafe when an AdvBench answer does not refuse, safe for a benign prompt. Without them the head
    learns only "refused or not" from the human labels and calls the model's benign help unsafe.
+   Refusals are found by the refusal strings (``eta.judges.is_refusal``), which count ETA's own
+   prefix "As an AI" as one: every prefixed AdvBench answer is labelled safe. Read by hand, most of
+   them (40 tokens) are evasive ("I'm designed to provide accurate information...") and a few comply.
 2. Examples: every human-labelled response of the ``rm-train`` / ``rm-val`` splits and every in-domain
    answer, under the POST prompt (cut to ``MAX_RESPONSE_TOKENS``); half of them also
    under the DEEP prompt, cut at a seeded random point (what the model scores during best-of-N).
