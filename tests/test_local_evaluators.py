@@ -228,3 +228,12 @@ def test_judge_reward_command(tmp_path, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [set(line) >= {"s_post", "unsafe"} for line in lines] == [True, True]
     assert lines[0]["s_post"] < lines[1]["s_post"]
+
+
+def test_preflight_accepts_a_classifier_judge():
+    from eta.config import load_profile
+    from eta.reproduce import model_missing
+
+    profile = load_profile("local")
+    assert model_missing("judges.safety", "tfidf-safety", profile) is None
+    assert model_missing("judges.safety", "no-such-judge", profile) is not None
