@@ -39,8 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true")
 
     judge = sub.add_parser("judge", help="score a file of responses")
-    judge.add_argument("judge", choices=["asr"], help="asr: refusal-string attack success rate")
+    judge.add_argument("judge", choices=["asr", "reward", "usr"],
+                       help="asr: refusal-string attack success rate; reward: the profile's post-evaluator "
+                            "score and unsafe flag per line; usr: the profile's safety judge")
     judge.add_argument("file", help="JSONL with `question` and `response` per line")
+    judge.add_argument("--profile", default=DEFAULT_PROFILE, help="profile of the reward model / judge")
+    judge.add_argument("--json", action="store_true", help="reward, usr: one JSON object per line only")
 
     score = sub.add_parser("score", help="score an answer file, or judge replies, written by another pipeline")
     what = score.add_mutually_exclusive_group(required=True)
@@ -86,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--seed", type=int, default=0, help="with --only-needed: the subset's seed")
     fetch.add_argument("--dry-run", action="store_true", help="print sources, revisions, sizes and licences only")
 
-    cal = sub.add_parser("calibrate", help="print a reward model's scores on refusals vs compliance")
+    cal = sub.add_parser("calibrate", help="a reward model on human labels: test AUC, Youden threshold, confusion")
     cal.add_argument("--profile", default=DEFAULT_PROFILE)
     cal.add_argument("--json", action="store_true")
     return parser
@@ -201,6 +205,10 @@ def cmd_list(args) -> int:
 
 
 def cmd_judge(args) -> int:
+    if args.judge in ("reward", "usr"):
+        from eta.file_judging import judge_file
+
+        return judge_file(args.judge, args.file, load_profile(args.profile), as_json=args.json)
     from eta.judges import asr_from_jsonl
 
     print(json.dumps(asr_from_jsonl(args.file)))

@@ -275,9 +275,12 @@ def batches(items: list, size: int):
 
 
 def judge_names(profile: Profile) -> dict[str, str]:
+    from eta.safety_classifier import CLASSIFIER_JUDGES
+
     j = profile.judges
     constrained = ":constrained" if j.constrained else ""
-    return {"refusal": "refusal", "safety": f"{j.safety}:{j.safety_template}{constrained}"}
+    safety = j.safety if j.safety in CLASSIFIER_JUDGES else f"{j.safety}:{j.safety_template}{constrained}"
+    return {"refusal": "refusal", "safety": safety}
 
 
 def judge_records(store: Store, run: RunKey, data, kind: str, models: Models) -> None:
@@ -307,7 +310,11 @@ def safety_judge(models: Models):
     from eta.judges import MD_JUDGE_TEMPLATE, MD_JUDGE_TEMPLATE_ETA, llama_guard_judge, md_judge
     from eta.judges.safety import VERDICTS
 
+    from eta.safety_classifier import CLASSIFIER_JUDGES, get_classifier_judge
+
     j = models.profile.judges
+    if j.safety in CLASSIFIER_JUDGES:  # a trained text classifier, not a generative judge
+        return get_classifier_judge(j.safety)
     generator = models.text_generator(j.safety, j.safety_max_new_tokens, j.trust_remote_code,
                                       choices=VERDICTS[j.safety_template] if j.constrained else ())
     if j.safety_template == "llama-guard":

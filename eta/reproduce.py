@@ -330,8 +330,12 @@ def model_missing(role: str, name: str, profile: Profile) -> Missing | None:
     """Check one model of the profile without loading it."""
     from eta.models import source_of
 
+    from eta.safety_classifier import CLASSIFIER_JUDGES
+
     if name in ("", "none", "None"):
         return None
+    if role == "judges.safety" and name in CLASSIFIER_JUDGES:
+        return None  # trained on first use from pinned PyPI data
     if role == "judges.helpfulness" and profile_value(profile, "judges.helpfulness_backend") == "openai":
         if os.environ.get("OPENAI_API_KEY"):
             return None
