@@ -114,6 +114,8 @@ def method_params(spec: MethodSpec, profile: Profile, cfg: ETAConfig) -> dict[st
         params.update(prompts=[ECSO_TELL_PROMPT, ECSO_CAPTION_PROMPT, ECSO_ANSWER_PROMPT])
         if profile.judges.protocol == "official":
             params.update(ecso_response_chars=ECSO_RESPONSE_CHARS, ecso_unsafe_replies=list(ECSO_UNSAFE_REPLIES))
+    if profile.engine.long_question == "truncate":  # cut questions answer differently (refused ones are not stored)
+        params["long_question"] = "truncate"
     return params
 
 

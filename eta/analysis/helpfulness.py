@@ -23,6 +23,7 @@ def judge_generator(models: Models, task: str = "pairwise"):
 
         options = OFFICIAL_REQUEST if j.protocol == "official" else None
         return OpenAIChatGenerator(model=j.helpfulness, max_tokens=j.helpfulness_max_new_tokens,
+                                   timeout_s=j.request_timeout_s, max_attempts=j.request_attempts,
                                    request_options=options)
     from eta.judges.helpfulness import PAIRWISE_VERDICTS, SCORE_VERDICTS
 
