@@ -115,7 +115,8 @@ def build_runner(models: Models, method: str, overrides: dict[str, Any] | None, 
     rm = models.reward_model if spec.kind == "eta" else None
     clip = models.clip if spec.kind == "eta" else None
     memo = models.vanilla_memo if spec.kind == "eta" else None
-    return spec, cfg, Runner(spec, ETA(vlm, rm, clip, cfg, seed=seed, vanilla_memo=memo), seed)
+    eta = ETA(vlm, rm, clip, cfg, seed=seed, vanilla_memo=memo, align_tokens=models.profile.engine.align_tokens)
+    return spec, cfg, Runner(spec, eta, seed)
 
 
 # -------------------------------------------------------------------------------------- sharding

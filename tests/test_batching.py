@@ -1,0 +1,167 @@
+"""Aligning many inputs in one decoding batch gives, input for input, what each input gets alone."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from eta import decoding
+from eta.config import ETAConfig
+from eta.method import ETA
+from tests.conftest import clip, reward_model, vlm
+
+ALWAYS = dict(tau_pre=-1.0, tau_post=1e9)  # every input takes the aligning branch
+QUESTIONS = [
+    "Hi?",
+    "Describe every object you can see in this picture, one by one, in detail.",
+    "What is this?",
+    "How would you explain the colours of this image to a child who has never seen it?",
+    "Why?",
+    "Tell me a story about it.",
+    "Is there an animal here, and what is it doing right now?",
+    "Name it.",
+]
+
+
+def aligned_alone_and_together(model, rm, photo, cfg, batch_sizes, align_tokens=None):
+    """Per-input answers, then the answers of ``run_batch`` over batches of each size."""
+    images = [photo if model.multimodal else None] * len(QUESTIONS)
+    ids = [f"sample-{i}" for i in range(len(QUESTIONS))]
+    eta = ETA(model, rm, clip(), cfg, seed=5, align_tokens=align_tokens)
+    alone = [eta.run_batch([q], [img], sample_ids=[i])[0] for q, img, i in zip(QUESTIONS, images, ids)]
+    together = {}
+    for size in batch_sizes:
+        out = []
+        for start in range(0, len(QUESTIONS), size):
+            out += eta.run_batch(QUESTIONS[start: start + size], images[start: start + size],
+                                 sample_ids=ids[start: start + size])
+        together[size] = out
+    return alone, together
+
+
+def strip(results):
+    """Everything but timings and evaluator scores (those are compared up to float noise)."""
+    return [dataclasses.replace(r, timings={}, s_post=0.0, s_pre=None) for r in results]
+
+
+def scores(results):
+    return pytest.approx([(r.s_post, r.s_pre or 0.0) for r in results], abs=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["tiny-llava", "tiny-llava-next", "tiny-mllama"])
+def test_batch_sizes_1_3_8_give_the_per_input_answers(arch, photo):
+    """Ragged prompts (left-padded), inputs at different sentences sharing one cache, inputs joining
+    as others finish (a budget of 3 inputs in flight for the batch of 8): every result equals the
+    one its input gets alone."""
+    model = vlm(arch)
+    cfg = ETAConfig(max_new_tokens=20, max_sentence_tokens=4, **ALWAYS)
+    prompt = model.encode(QUESTIONS[1], photo if model.multimodal else None, assistant_prefix=cfg.prefix)
+    budget = 3 * cfg.num_candidates * (prompt["input_ids"].shape[1] + cfg.max_new_tokens)
+    alone, together = aligned_alone_and_together(model, reward_model("tiny-reward"), photo, cfg, [1, 3, 8],
+                                                 align_tokens=budget)
+    assert all(r.aligned and r.sentences > 1 for r in alone)
+    assert len({r.response for r in alone}) > 1  # the inputs really differ
+    for size, results in together.items():
+        assert strip(results) == strip(alone), f"batch size {size}"
+        assert [(r.s_post, r.s_pre or 0.0) for r in results] == scores(alone)
+
+
+@pytest.mark.slow
+def test_batch_sizes_1_3_8_on_smollm2(photo):
+    model = vlm("smollm2")
+    cfg = ETAConfig(max_new_tokens=24, max_sentence_tokens=8, **ALWAYS)
+    alone, together = aligned_alone_and_together(model, reward_model("smollm2-judge"), photo, cfg, [3, 8])
+    for size, results in together.items():
+        assert [r.response for r in results] == [r.response for r in alone], f"batch size {size}"
+
+
+def test_the_per_input_path_is_the_one_job_path(photo):
+    """``best_of_n_sentences`` on one prefilled state equals ``best_of_n_many`` given the prompt."""
+    model = vlm("tiny-llava")
+    inputs = model.encode("Describe it.", photo)
+    stop = decoding.StopStrings(model.tokenizer, ["."])
+
+    def sampler():
+        return decoding.TopKSampler(5, 1.5, torch.Generator().manual_seed(2))
+
+    def score(response, candidates, idx, any_eos):
+        return [float(sum(c) % 7) for c in candidates]
+
+    one = decoding.best_of_n_sentences(model, decoding.prefill(model, inputs), num_candidates=3, choose=sampler(),
+                                       stop=stop, score=score, max_new_tokens=15, max_sentence_tokens=4)
+    seen = []
+
+    def batch_score(requests):
+        seen.append([r.job for r in requests])
+        return [score(r.response, r.candidates, r.sentence_idx, r.any_eos) for r in requests]
+
+    many = decoding.best_of_n_many(model, [decoding.AlignJob(inputs, sampler())], num_candidates=3, stop=stop,
+                                   score=batch_score, max_new_tokens=15, max_sentence_tokens=4)
+    assert many == [one] and len(seen) == one.sentences - (0 if one.ended_eos else 1)
+
+
+def test_sentences_finishing_together_are_scored_in_one_call(photo):
+    """Two copies of one input with one seed finish every sentence at the same step: each scoring
+    call holds both, and both answers are the lone answer."""
+    model = vlm("tiny-llava")
+    inputs = model.encode("Describe it.", photo)
+    stop = decoding.StopStrings(model.tokenizer, ["."])
+    calls = []
+
+    def score(requests):
+        calls.append(len(requests))
+        return [[float(sum(c) % 5) for c in r.candidates] for r in requests]
+
+    jobs = [decoding.AlignJob(inputs, decoding.TopKSampler(5, 1.5, torch.Generator().manual_seed(4)))
+            for _ in range(2)]
+    both = decoding.best_of_n_many(model, jobs, num_candidates=4, stop=stop, score=score, max_new_tokens=12,
+                                   max_sentence_tokens=3)
+    assert calls and set(calls) == {2} and both[0] == both[1]
+
+
+def test_budget_bounds_inputs_in_flight_and_rejects_an_input_that_cannot_fit(photo):
+    model = vlm("tiny-llava")
+    stop = decoding.StopStrings(model.tokenizer, ["."])
+    prompts = [model.encode(q, photo) for q in QUESTIONS[:4]]
+    width = max(p["input_ids"].shape[1] for p in prompts) + 10
+    in_flight = []
+
+    def score(requests):
+        return [[0.0] * len(r.candidates) for r in requests]
+
+    jobs = [decoding.AlignJob(p, decoding.TopKSampler(5, 1.5, torch.Generator().manual_seed(i)))
+            for i, p in enumerate(prompts)]
+    original = decoding.Flight.step
+
+    def counting_step(self):
+        in_flight.append(self.rows)
+        return original(self)
+
+    decoding.Flight.step = counting_step
+    try:
+        decoding.best_of_n_many(model, jobs, num_candidates=3, stop=stop, score=score, max_new_tokens=10,
+                                max_sentence_tokens=5, max_cache_tokens=2 * 3 * width)
+    finally:
+        decoding.Flight.step = original
+    assert max(in_flight) == 6  # two inputs of three rows at most
+    with pytest.raises(decoding.CacheBudgetError, match=r"input late alone needs 3 candidates x .* engine.align_tokens"):
+        decoding.best_of_n_many(model, [decoding.AlignJob(prompts[1], decoding.greedy, name="late")], num_candidates=3,
+                                stop=stop, score=score, max_new_tokens=10, max_sentence_tokens=5,
+                                max_cache_tokens=3 * width - 1)
+
+
+def test_a_padded_row_decodes_as_it_does_alone(photo):
+    """Rows of prompts of different lengths joined in one flight give the logits of each alone."""
+    model = vlm("tiny-llava")
+    short, long = (decoding.prefill(model, model.encode(q, photo)) for q in ("Hi?", QUESTIONS[1]))
+    alone = [model.forward(s.pending, decoding.fork(s, 1).cache, extra=s.step_extra) for s in (short, long)]
+    flight = decoding.Flight(model)
+    flight.join(decoding.fork(short, 2))
+    flight.join(decoding.fork(long, 1))
+    assert flight.width == long.length and flight.rows == 3
+    logits = flight.step()
+    torch.testing.assert_close(logits[0], alone[0][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits[1], alone[0][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits[2], alone[1][0], atol=1e-5, rtol=1e-5)
+    flight.keep(torch.tensor([0, 1]))  # the long row leaves: its padding columns go too
+    assert flight.width == short.length + 1 and bool(flight.mask.all())
