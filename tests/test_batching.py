@@ -144,8 +144,9 @@ def test_budget_bounds_inputs_in_flight_and_rejects_an_input_that_cannot_fit(pho
     finally:
         decoding.Flight.step = original
     assert max(in_flight) == 6  # two inputs of three rows at most
-    with pytest.raises(decoding.CacheBudgetError, match=r"input late alone needs 3 candidates x .* engine.align_tokens"):
-        decoding.best_of_n_many(model, [decoding.AlignJob(prompts[1], decoding.greedy, name="late")], num_candidates=3,
+    longest = max(prompts, key=lambda p: p["input_ids"].shape[1])
+    with pytest.raises(decoding.CacheBudgetError, match=r"input late alone needs 3 candidates x .*engine.align_tokens"):
+        decoding.best_of_n_many(model, [decoding.AlignJob(longest, decoding.greedy, name="late")], num_candidates=3,
                                 stop=stop, score=score, max_new_tokens=10, max_sentence_tokens=5,
                                 max_cache_tokens=3 * width - 1)
 
