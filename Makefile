@@ -12,7 +12,7 @@ RUN_ID ?=
 RUNS ?=
 PYTEST_ARGS ?=
 
-.PHONY: test reproduce compare sync lab env clean-env
+.PHONY: test reproduce compare sync lab env clean-env speed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ sync: $(STAMP)
 	@for run in results/*/wandb/offline-run-* results/*/*/wandb/offline-run-*; do \
 		if [ -d "$$run" ]; then $(VENV)/bin/wandb sync "$$run"; fi; \
 	done
+
+# Speed benchmarks: one response (speed/decoding.py) and a whole benchmark's inputs (speed/throughput.py)
+speed: $(STAMP)
+	$(PY) speed/decoding.py --quick
+	$(PY) speed/throughput.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
