@@ -566,7 +566,9 @@ def best_of_n_many(
             for k in ended.nonzero().flatten().tolist():
                 c = run.active[k]
                 run.lengths[c], run.ended_eos[c] = run.steps, bool(is_eos[k])
-                run.row_caches[c] = flight.row_cache(pos[k], unpad=True)
+                # a copy: a view would keep the whole batch tensor of this step alive
+                run.row_caches[c] = [(None, None) if keys is None else (keys.clone(), values.clone())
+                                     for keys, values in flight.row_cache(pos[k], unpad=True)]
             run.active = [c for c, e in zip(run.active, ended.tolist()) if not e]
         done = [j for j in positions if not runs[j].active]
         if bool(hit.any()):
