@@ -48,8 +48,8 @@ def scores(results):
     return pytest.approx([(r.s_post, r.s_pre or 0.0) for r in results], abs=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["tiny-llava", "tiny-llava-next", "tiny-mllama"])
-def test_batch_sizes_1_3_8_give_the_per_input_answers(arch, photo):
+@pytest.mark.parametrize("arch,sizes", [("tiny-llava", [1, 3, 8]), ("tiny-llava-next", [8]), ("tiny-mllama", [8])])
+def test_batch_sizes_1_3_8_give_the_per_input_answers(arch, sizes, photo):
     """Ragged prompts (left-padded), inputs at different sentences sharing one cache, inputs joining
     as others finish (a budget of 3 inputs in flight for the batch of 8): every result equals the
     one its input gets alone."""
@@ -57,7 +57,7 @@ def test_batch_sizes_1_3_8_give_the_per_input_answers(arch, photo):
     cfg = ETAConfig(max_new_tokens=20, max_sentence_tokens=4, **ALWAYS)
     prompt = model.encode(QUESTIONS[1], photo if model.multimodal else None, assistant_prefix=cfg.prefix)
     budget = 3 * cfg.num_candidates * (prompt["input_ids"].shape[1] + cfg.max_new_tokens)
-    alone, together = aligned_alone_and_together(model, reward_model("tiny-reward"), photo, cfg, [1, 3, 8],
+    alone, together = aligned_alone_and_together(model, reward_model("tiny-reward"), photo, cfg, sizes,
                                                  align_tokens=budget)
     assert all(r.aligned and r.sentences > 1 for r in alone)
     assert len({r.response for r in alone}) > 1  # the inputs really differ
@@ -75,29 +75,48 @@ def test_batch_sizes_1_3_8_on_smollm2(photo):
         assert [r.response for r in results] == [r.response for r in alone], f"batch size {size}"
 
 
-def test_the_per_input_path_is_the_one_job_path(photo):
-    """``best_of_n_sentences`` on one prefilled state equals ``best_of_n_many`` given the prompt."""
-    model = vlm("tiny-llava")
-    inputs = model.encode("Describe it.", photo)
-    stop = decoding.StopStrings(model.tokenizer, ["."])
+def reference_best_of_n(model, inputs, choose, stop, score, n, max_new_tokens, max_sentence_tokens):
+    """Best-of-N for one input written out with the primitives: fork, decode, score, advance."""
+    state, response, idx = decoding.prefill(model, inputs), [], 1
+    while len(response) < max_new_tokens:
+        budget = min(max_sentence_tokens, max_new_tokens - len(response))
+        cont = decoding.sample_continuations(model, decoding.fork(state, n), max_tokens=budget, choose=choose, stop=stop)
+        candidates = [cont.row(i) for i in range(n)]
+        scores = score(response, candidates, idx, bool(cont.ended_eos.any()))
+        best = max(range(n), key=lambda i: scores[i])
+        response += candidates[best]
+        if bool(cont.ended_eos[best]):
+            return response
+        state, idx = decoding.advance(cont, best), idx + 1
+    return response
 
-    def sampler():
-        return decoding.TopKSampler(5, 1.5, torch.Generator().manual_seed(2))
+
+def test_many_inputs_in_one_batch_equal_the_written_out_loop(photo):
+    """Three inputs of ragged prompts, two in flight at a time, each with its own generator: each
+    answer equals the one-input loop written with the primitives."""
+    model = vlm("tiny-llava")
+    stop = decoding.StopStrings(model.tokenizer, ["."])
+    prompts = [model.encode(q, photo) for q in QUESTIONS[:3]]
 
     def score(response, candidates, idx, any_eos):
-        return [float(sum(c) % 7) for c in candidates]
+        return [float((sum(c) + len(response)) % 7) for c in candidates]
 
-    one = decoding.best_of_n_sentences(model, decoding.prefill(model, inputs), num_candidates=3, choose=sampler(),
-                                       stop=stop, score=score, max_new_tokens=15, max_sentence_tokens=4)
-    seen = []
+    def sampler(seed):
+        return decoding.TopKSampler(5, 1.5, torch.Generator().manual_seed(seed))
+
+    expected = [reference_best_of_n(model, p, sampler(i), stop, score, 3, 15, 4) for i, p in enumerate(prompts)]
+    calls = []
 
     def batch_score(requests):
-        seen.append([r.job for r in requests])
+        calls.append(len(requests))
         return [score(r.response, r.candidates, r.sentence_idx, r.any_eos) for r in requests]
 
-    many = decoding.best_of_n_many(model, [decoding.AlignJob(inputs, sampler())], num_candidates=3, stop=stop,
-                                   score=batch_score, max_new_tokens=15, max_sentence_tokens=4)
-    assert many == [one] and len(seen) == one.sentences - (0 if one.ended_eos else 1)
+    width = max(p["input_ids"].shape[1] for p in prompts) + 15
+    many = decoding.best_of_n_many(model, [decoding.AlignJob(p, sampler(i)) for i, p in enumerate(prompts)],
+                                   num_candidates=3, stop=stop, score=batch_score, max_new_tokens=15,
+                                   max_sentence_tokens=4, max_cache_tokens=2 * 3 * width)
+    assert [r.tokens for r in many] == expected
+    assert len(set(map(tuple, expected))) == 3
 
 
 def test_sentences_finishing_together_are_scored_in_one_call(photo):
