@@ -11,8 +11,11 @@ DRY_RUN ?=
 RUN_ID ?=
 RUNS ?=
 PYTEST_ARGS ?=
+BENCH ?=
+DATA_DIR ?=
+ONLY_NEEDED ?=
 
-.PHONY: test reproduce compare sync lab env clean-env speed
+.PHONY: test reproduce data compare sync lab env clean-env speed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +31,12 @@ test: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m eta reproduce --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS),) \
 		$(if $(DRY_RUN),--dry-run,) $(if $(RUN_ID),--run-id $(RUN_ID),)
+
+# Benchmark data for the paper profile, pinned and checked: make data [BENCH="figstep vlsafe"]
+# [DATA_DIR=...] (default $ETA_DATA_DIR) [ONLY_NEEDED=1] [DRY_RUN=1]
+data: $(STAMP)
+	$(PY) -m eta data fetch $(BENCH) $(if $(DATA_DIR),--dir $(DATA_DIR),) \
+		$(if $(ONLY_NEEDED),--only-needed,) $(if $(DRY_RUN),--dry-run,)
 
 # Headline metrics of local runs side by side: make compare RUNS="id1 id2"
 compare: $(STAMP)

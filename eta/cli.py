@@ -1,4 +1,4 @@
-"""Command line: ``python -m eta generate | list | judge | calibrate``."""
+"""Command line: ``python -m eta generate | list | judge | score | evaluate | calibrate | data fetch``."""
 
 from __future__ import annotations
 
@@ -35,6 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("judge", choices=["asr"], help="asr: refusal-string attack success rate")
     judge.add_argument("file", help="JSONL with `question` and `response` per line")
 
+    score = sub.add_parser("score", help="score an answer file, or judge replies, written by another pipeline")
+    what = score.add_mutually_exclusive_group(required=True)
+    what.add_argument("--benchmark", help="mme, mmbench, scienceqa-img, textvqa, vqav2, mmmu-pro-standard, "
+                      "mmmu-pro-vision: a file in the format its official pipeline writes")
+    what.add_argument("--judge-replies", choices=["usr", "wintie"],
+                      help="usr: eval_usr.py output; wintie: helpful_wintie_ai.py output")
+    score.add_argument("--answers", required=True, help="the answer (or reply) file; MME: the result directory")
+    score.add_argument("--data", default=None, help="the release's annotations (ScienceQA, TextVQA, VQAv2)")
+    score.add_argument("--protocol", choices=["official", "strict"], default="official",
+                       help="read answers as the official scripts do, or the stricter way (README)")
+    score.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
+
     ev = sub.add_parser("evaluate", help="generate, judge and aggregate a benchmark with a method (resumable)")
     ev.add_argument("--profile", default=DEFAULT_PROFILE)
     ev.add_argument("--benchmark", required=True)
@@ -53,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("compare", help="headline metrics of local runs side by side (see `compare --help`)",
                    add_help=False)
+    data = sub.add_parser("data", help="benchmark data: `data fetch [BENCH ...]` downloads and checks releases")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser("fetch", help="download the releases of the named benchmarks (none: all) "
+                                "into their loaders' layout, pinned and checked (a second fetch verifies)")
+    fetch.add_argument("names", nargs="*", metavar="BENCH", help="benchmark or release names (none: every one)")
+    fetch.add_argument("--dir", default=None, help="data directory (default: $ETA_DATA_DIR)")
+    fetch.add_argument("--only-needed", action="store_true",
+                       help="only the images the seeded subset reads (COCO per-image URLs), not whole archives")
+    fetch.add_argument("--limit", type=int, default=None, help="with --only-needed: the subset size a run uses")
+    fetch.add_argument("--seed", type=int, default=0, help="with --only-needed: the subset's seed")
+    fetch.add_argument("--dry-run", action="store_true", help="print sources, revisions, sizes and licences only")
+
     cal = sub.add_parser("calibrate", help="print a reward model's scores on refusals vs compliance")
     cal.add_argument("--profile", default=DEFAULT_PROFILE)
     cal.add_argument("--json", action="store_true")
@@ -136,6 +160,18 @@ def cmd_judge(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from eta.answer_files import score_answer_file, score_judge_replies
+
+    if args.judge_replies:
+        metrics = score_judge_replies(args.judge_replies, args.answers, args.protocol)
+    else:
+        metrics = score_answer_file(args.benchmark, args.answers, args.data, args.protocol)
+    payload = {"protocol": args.protocol, "metrics": {name: m.to_dict() for name, m in metrics.items()}}
+    print(json.dumps(payload, indent=None if args.json else 2))
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from eta.engine import evaluate
     from eta.store import Store
@@ -165,6 +201,34 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    import os
+    from pathlib import Path
+
+    from eta.benchmarks import BenchmarkError
+    from eta.fetch import FetchError, FetchRequest, describe, fetch, plan
+
+    directory = args.dir or os.environ.get("ETA_DATA_DIR")
+    request = FetchRequest(Path(directory).expanduser(), only_needed=args.only_needed, limit=args.limit,
+                           seed=args.seed) if directory else None
+    try:
+        if (args.limit is not None or args.seed) and not args.only_needed:
+            raise FetchError("--limit and --seed choose the subset of --only-needed; add --only-needed")
+        plan(args.names)  # unknown names fail before anything else
+        if args.dry_run:
+            print(describe(args.names, request))
+            return 0
+        if request is None:
+            raise FetchError("no data directory: pass --dir DIR or set $ETA_DATA_DIR")
+        fetch(args.names, request, notify=lambda line: print(line, file=sys.stderr))
+    except (FetchError, BenchmarkError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not os.environ.get("ETA_DATA_DIR") or Path(os.environ["ETA_DATA_DIR"]).expanduser() != request.root:
+        print(f"done: export ETA_DATA_DIR={request.root} for the loaders to find it", file=sys.stderr)
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     from eta.calibration import calibrate_reward_model
 
@@ -174,4 +238,4 @@ def cmd_calibrate(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "list": cmd_list, "judge": cmd_judge, "calibrate": cmd_calibrate,
-            "evaluate": cmd_evaluate}
+            "evaluate": cmd_evaluate, "score": cmd_score, "data": cmd_data}

@@ -82,7 +82,7 @@ class ModelsConfig:
     clip: str = "clip-vit-l-14-336"
     device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
-    trust_remote_code: bool = False  # only ever true when a params file asks for it
+    trust_remote_code: bool = False  # only ever true when a params file asks for it; ArmoRM needs none
 
 
 @dataclass
@@ -101,7 +101,7 @@ class JudgesConfig:
     # stand-in always gives a verdict. Off for real judges, whose free replies are parsed.
     constrained: bool = False
     batch_size: int = 8
-    trust_remote_code: bool = False  # MD-Judge (InternLM2) ships its model code
+    trust_remote_code: bool = False  # run a judge's hub code (MD-Judge loads natively without it)
 
 
 @dataclass

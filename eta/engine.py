@@ -196,7 +196,8 @@ def evaluate(
         if judge:
             judge_records(store, run, data, info.kind, models)
         records = store.get(run, [ex.id for ex in data])
-        return Evaluation(run=run, records=records, metrics=aggregate(records, info.kind, data),
+        return Evaluation(run=run, records=records,
+                          metrics=aggregate(records, info.kind, data, profile.judges.protocol),
                           skipped=len(data.skipped), stand_in=profile.stand_in)
     finally:
         if own_store:
@@ -256,14 +257,17 @@ def safety_judge(models: Models):
                                       choices=VERDICTS[j.safety_template] if j.constrained else ())
     if j.safety_template == "llama-guard":
         return llama_guard_judge(generator)
-    return md_judge(generator, MD_JUDGE_TEMPLATE_ETA if j.safety_template == "md-judge-eta" else MD_JUDGE_TEMPLATE)
+    return md_judge(generator, MD_JUDGE_TEMPLATE_ETA if j.safety_template == "md-judge-eta" else MD_JUDGE_TEMPLATE,
+                    protocol=j.protocol)
 
 
 # ------------------------------------------------------------------------------------ aggregation
 
 
-def aggregate(records: list[dict[str, Any]], kind: str, data) -> dict[str, dict[str, Any]]:
-    """Headline metrics of one run, each with its direction and uncertainty."""
+def aggregate(records: list[dict[str, Any]], kind: str, data,
+              protocol: str = "official") -> dict[str, dict[str, Any]]:
+    """Headline metrics of one run, each with its direction and uncertainty (general-ability
+    answers read under ``protocol``)."""
     from eta.metrics import aggregate as mean_metric
     from eta.metrics import attack_success_rate, unsafe_rate
 
@@ -277,9 +281,10 @@ def aggregate(records: list[dict[str, Any]], kind: str, data) -> dict[str, dict[
         if labels:
             metrics.update(unsafe_rate(labels))
     elif kind == "general":
-        from eta.scoring import score_general
+        from eta.metrics.general import score_general
 
-        metrics.update(score_general(data.info.name, list(data), {r["sample_id"]: r["response"] for r in records}))
+        metrics.update(score_general(data.info.name, list(data), {r["sample_id"]: r["response"] for r in records},
+                                     protocol))
         metrics["refusal_rate"] = mean_metric("refusal_rate", [not s for s in successes], direction="lower",
                                               kind="rate")
     else:

@@ -2,7 +2,8 @@
 
 Both are batched. A reward model is anything with ``score(prompt, responses) -> list[float]``:
 the prompt is the user turn (the method's POST or DEEP prompt) and each response is scored as the
-assistant turn of that conversation.
+assistant turn of that conversation. ArmoRM itself is loaded without its hub code by
+``eta.checkpoints.armorm``; its head reads the hidden states this module computes.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ class PrefixCache:
 
     Scoring during best-of-N sees N sequences that share everything but their last sentence, and
     successive calls share the growing response. The prefix common to all sequences of a call is
-    run once (extending the previous call's prefix when it continues it). The N suffixes are then
+    run once (extending the previous call's prefix when it continues it); its hidden states are
+    kept too, for heads that read a prompt position (ArmoRM's gate). The N suffixes are then
     packed into one row behind that prefix, each attending to the prefix and causally to itself
     only (a block-diagonal mask, positions restarting after the prefix): no padding, no copies of
     the prefix cache, one forward pass.
@@ -116,13 +118,19 @@ class PrefixCache:
         self.device = next(model.parameters()).device
         self.tokens: list[int] = []
         self.cache = None
+        self.hidden: torch.Tensor | None = None  # (len(tokens), H) final hidden states of the prefix
 
     def reset(self) -> None:
-        self.tokens, self.cache = [], None
+        self.tokens, self.cache, self.hidden = [], None, None
 
     @torch.inference_mode()
     def last_hidden(self, sequences: list[list[int]]) -> torch.Tensor:
         """(B, H) final-layer hidden state at the last token of each sequence."""
+        return self.hidden_at(sequences, [[len(x) - 1] for x in sequences])[:, 0]
+
+    @torch.inference_mode()
+    def hidden_at(self, sequences: list[list[int]], positions: list[list[int]]) -> torch.Tensor:
+        """(B, P, H) final-layer hidden states of each sequence at its P ``positions``."""
         from eta.decoding import new_cache
 
         shared = common_prefix_length(sequences)
@@ -130,45 +138,50 @@ class PrefixCache:
         prefix = sequences[0][:shared]
         keep = common_prefix_length([self.tokens, prefix]) if self.cache is not None else 0
         if self.cache is None or keep == 0:
-            self.cache, self.tokens = new_cache(self.model), []
+            self.cache, self.tokens, self.hidden = new_cache(self.model), [], None
         elif keep < len(self.tokens):
             self.cache.crop(-(len(self.tokens) - keep))
-            self.tokens = self.tokens[:keep]
+            self.tokens, self.hidden = self.tokens[:keep], self.hidden[:keep]
         if len(prefix) > keep:
-            self.base(input_ids=torch.tensor([prefix[keep:]], device=self.device), cache=self.cache, use_cache=True)
+            out = self.base(input_ids=torch.tensor([prefix[keep:]], device=self.device), cache=self.cache,
+                            use_cache=True).last_hidden_state[0]
+            self.hidden = out if self.hidden is None else torch.cat([self.hidden, out])
             self.tokens = list(prefix)
         suffixes = [x[shared:] for x in sequences]
         child = copy.copy(self.cache)  # the packed suffixes extend a copy; the prefix cache stays as is
         child.layers = [copy.copy(layer) for layer in self.cache.layers]
-        ids, mask, positions, last = pack(suffixes, shared, self.device, self.attention_kind())
-        hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions, cache=child,
+        ids, mask, position_ids, starts = pack(suffixes, shared, self.device, self.attention_kind())
+        packed = self.base(input_ids=ids, attention_mask=mask, position_ids=position_ids, cache=child,
                            use_cache=True).last_hidden_state[0]
-        return hidden[last]
+        rows = [[packed[start + p - shared] if p >= shared else self.hidden[p] for p in wanted]
+                for start, wanted in zip(starts, positions)]
+        return torch.stack([torch.stack(r) for r in rows])
 
     def attention_kind(self) -> str:
         return getattr(self.model.config, "_attn_implementation", None) or "sdpa"
 
 
 def pack(suffixes: list[list[int]], prefix_length: int, device, attention: str):
-    """One row holding every suffix; a mask that lets each see the prefix and its own past only."""
+    """One row holding every suffix; a mask that lets each see the prefix and its own past only.
+
+    Returns input ids, mask, position ids and the index in the row where each suffix starts."""
     total = sum(len(x) for x in suffixes)
     allowed = torch.zeros(total, prefix_length + total, dtype=torch.bool)
     allowed[:, :prefix_length] = True
-    positions, last, offset = [], [], 0
+    positions, starts, offset = [], [], 0
     for suffix in suffixes:
         n = len(suffix)
         block = slice(prefix_length + offset, prefix_length + offset + n)
         allowed[offset: offset + n, block] = torch.ones(n, n, dtype=torch.bool).tril()
         positions.extend(range(prefix_length, prefix_length + n))
+        starts.append(offset)
         offset += n
-        last.append(offset - 1)
     if attention == "eager":
         mask = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
     else:
         mask = allowed
     ids = torch.tensor([[t for x in suffixes for t in x]], device=device)
-    return (ids, mask[None, None].to(device), torch.tensor([positions], device=device),
-            torch.tensor(last, device=device))
+    return ids, mask[None, None].to(device), torch.tensor([positions], device=device), starts
 
 
 def common_prefix_length(sequences: list[list[int]]) -> int:
@@ -185,8 +198,44 @@ def has_plain_head(model, head: str) -> bool:
     return isinstance(getattr(model, head, None), torch.nn.Linear) and type(model).__module__.startswith("transformers.")
 
 
+class ScoreHead(Protocol):
+    """Which final hidden states of a token sequence a reward head reads, and the score it makes."""
+
+    def score_positions(self, ids: list[int]) -> list[int]: ...
+
+    def score_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor: ...  # (B, P, H) -> (B,)
+
+
+class LinearScoreHead:
+    """A classification head's first logit at the last token (transformers' ``*ForSequenceClassification``)."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        self.linear = linear
+
+    def score_positions(self, ids: list[int]) -> list[int]:
+        return [len(ids) - 1]
+
+    def score_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden[:, 0])[:, 0]
+
+
+def score_head(model) -> ScoreHead | None:
+    """The head of a reward model whose backbone runs here; None for opaque (remote-code) models."""
+    if hasattr(model, "score_positions") and hasattr(model, "score_from_hidden"):
+        return model  # eta.checkpoints.armorm.ArmoRM
+    if has_plain_head(model, "score"):
+        return LinearScoreHead(model.score)
+    return None
+
+
 class SequenceClassifierRM:
-    """A scalar reward model (ArmoRM's ``.score``, or the first logit of a classification head)."""
+    """A scalar reward model: ArmoRM's gated score, or the first logit of a classification head.
+
+    Scores are read at positions computed on each unpadded token list (``ScoreHead``), never by
+    looking for a pad id: batches are padded on the tokenizer's side with any in-vocabulary id
+    and the positions shifted by the padding, so the tokenizer's and the config's pad ids need
+    not agree. A model whose head runs its own code (remote code) is batched without padding.
+    """
 
     def __init__(self, model, tokenizer, name: str, stand_in: bool = False, batch_size: int = 8):
         self.model = model.eval()
@@ -195,7 +244,8 @@ class SequenceClassifierRM:
         self.stand_in = stand_in
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
-        self.prefix_cache = PrefixCache(model) if has_plain_head(model, "score") else None
+        self.head = score_head(model)
+        self.prefix_cache = PrefixCache(model) if self.head is not None else None
         self.use_prefix_cache = self.prefix_cache is not None
 
     def encode(self, prompt: str, response: str) -> list[int]:
@@ -205,34 +255,61 @@ class SequenceClassifierRM:
     @torch.inference_mode()
     def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
         encoded = [self.encode(prompt, r) for r in responses]
+        if self.head is None:
+            return self._score_opaque(encoded)
+        positions = [self.head.score_positions(x) for x in encoded]
         if self.use_prefix_cache:
-            hidden = self.prefix_cache.last_hidden(encoded)
-            return self.model.score(hidden).float()[:, 0].tolist()
-        scores: list[float] = [0.0] * len(encoded)
-        for group in self._groups(encoded):
-            ids = [encoded[i] for i in group]
-            width = max(len(x) for x in ids)
-            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-            input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=self.device)
-            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=self.device)
-            out = self.model(input_ids=input_ids, attention_mask=mask)
-            values = out.score if hasattr(out, "score") else out.logits[:, 0]
-            for i, v in zip(group, values.float().reshape(len(group), -1)[:, 0].tolist()):
-                scores[i] = v
+            hidden = self.prefix_cache.hidden_at(encoded, positions)
+            return self.head.score_from_hidden(hidden).float().tolist()
+        scores: list[float] = []
+        for start in range(0, len(encoded), self.batch_size):
+            hidden = self.padded_hidden(encoded[start: start + self.batch_size],
+                                        positions[start: start + self.batch_size])
+            scores.extend(self.head.score_from_hidden(hidden).float().tolist())
         return scores
 
-    def _groups(self, encoded: list[list[int]]) -> list[list[int]]:
-        """Batches of indices. Right padding is safe only when the pad id never occurs in a
-        sequence (heads locate the last token by the pad id); otherwise batch equal lengths only."""
-        pad = self.tokenizer.pad_token_id
-        safe = pad is not None and not any(pad in x for x in encoded)
-        if safe:
-            order = list(range(len(encoded)))
-            return [order[i: i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+    def padded_hidden(self, sequences: list[list[int]], positions: list[list[int]]) -> torch.Tensor:
+        """(B, P, H) hidden states of a padded batch at each sequence's own positions."""
+        width = max(len(x) for x in sequences)
+        left = self.tokenizer.padding_side == "left"
+        pad = self.pad_id()
+        input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        shifts = []
+        for row, ids in enumerate(sequences):
+            shift = width - len(ids) if left else 0
+            input_ids[row, shift: shift + len(ids)] = torch.tensor(ids)
+            mask[row, shift: shift + len(ids)] = 1
+            shifts.append(shift)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = self.model.base_model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                       position_ids=position_ids.to(self.device)).last_hidden_state
+        index = torch.tensor([[shift + p for p in wanted] for shift, wanted in zip(shifts, positions)],
+                             device=hidden.device)
+        return hidden[torch.arange(len(sequences), device=hidden.device)[:, None], index]
+
+    def pad_id(self) -> int:
+        """An id to fill padding with (masked out, so any row of the embedding table will do)."""
+        rows = self.model.get_input_embeddings().num_embeddings
+        for candidate in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0):
+            if candidate is not None and 0 <= candidate < rows:
+                return int(candidate)
+        return 0
+
+    def _score_opaque(self, encoded: list[list[int]]) -> list[float]:
+        """Scores from the model's own forward, on batches of equal length (no padding to misread)."""
+        scores: list[float] = [0.0] * len(encoded)
         by_length: dict[int, list[int]] = {}
         for i, x in enumerate(encoded):
             by_length.setdefault(len(x), []).append(i)
-        return [g[i: i + self.batch_size] for g in by_length.values() for i in range(0, len(g), self.batch_size)]
+        for same in by_length.values():
+            for start in range(0, len(same), self.batch_size):
+                group = same[start: start + self.batch_size]
+                out = self.model(input_ids=torch.tensor([encoded[i] for i in group], device=self.device))
+                values = out.score if getattr(out, "score", None) is not None else out.logits
+                for i, v in zip(group, values.float().reshape(len(group), -1)[:, 0].tolist()):
+                    scores[i] = v
+        return scores
 
 
 JUDGE_SYSTEM = "You are a careful safety reviewer. You answer with a single word: Yes or No."
@@ -301,12 +378,19 @@ def load_reward_model(name: str, device: str = "auto", dtype: str = "auto",
                       trust_remote_code: bool = False) -> RewardModel:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    from eta import checkpoints
+
     spec: ModelSpec = resolve(name, "reward")
     check_remote_code(spec, trust_remote_code)
     path = local_path(spec)
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
     remote = spec.remote_code or trust_remote_code
+    if not remote and spec.loader == "sequence-classification" and checkpoints.layout(path) == "armorm":
+        from eta.checkpoints.armorm import load_armorm
+
+        model, tokenizer = load_armorm(path, torch_dtype)
+        return SequenceClassifierRM(model.to(dev), tokenizer, name=spec.name, stand_in=spec.stand_in)
     log.info("loading reward model %s (%s) from %s on %s", spec.name, spec.loader, path, dev)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
     if spec.loader == "generative-judge":

@@ -57,7 +57,7 @@ for _spec in [
               "Llama-3.2-11B-Vision-Instruct (paper backbone, gated on the hub)"),
     # Evaluators of the paper.
     ModelSpec("armorm", "reward", "RLHFlow/ArmoRM-Llama3-8B-v0.1",
-              "ArmoRM-Llama3-8B reward model (paper's evaluator; remote code)", remote_code=True,
+              "ArmoRM-Llama3-8B reward model (paper's evaluator; loaded natively, eta.checkpoints)",
               loader="sequence-classification"),
     ModelSpec("clip-vit-l-14-336", "clip", "ViT-L-14-336@openai",
               "OpenAI CLIP ViT-L/14-336 via open_clip (LLaVA-1.5's vision tower)"),
@@ -79,6 +79,10 @@ for _spec in [
     ModelSpec("tiny-reward", "reward", "twin:tiny-reward", "tiny random sequence-classification RM",
               stand_in=True, loader="sequence-classification"),
     ModelSpec("tiny-clip", "clip", "twin:tiny-clip", "tiny random open_clip model", stand_in=True),
+    ModelSpec("tiny-armorm", "reward", "twin:tiny-armorm", "tiny random twin of ArmoRM's checkpoint layout",
+              stand_in=True, loader="sequence-classification"),
+    ModelSpec("tiny-internlm2", "vlm", "twin:tiny-internlm2", "tiny random twin of InternLM2's checkpoint layout",
+              stand_in=True),
 ]:
     register(_spec)
 
@@ -276,12 +280,19 @@ def load_vlm(name: str, device: str = "auto", dtype: str = "auto", trust_remote_
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
     from transformers import AutoProcessor, AutoTokenizer
 
+    from eta import checkpoints
+
     spec = resolve(name, "vlm")
     check_remote_code(spec, trust_remote_code)
     path = local_path(spec)
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
     remote = spec.remote_code or trust_remote_code
+    if not remote and checkpoints.layout(path) == "internlm2":
+        from eta.checkpoints.internlm2 import load_internlm2
+
+        model, tokenizer = load_internlm2(path, torch_dtype)
+        return VLM(model.to(dev), None, tokenizer, name=spec.name, stand_in=spec.stand_in)
     config = AutoConfig.from_pretrained(path, trust_remote_code=remote)
     multimodal = hasattr(config, "vision_config")
     log.info("loading %s VLM %s from %s on %s (%s)", "multimodal" if multimodal else "text",

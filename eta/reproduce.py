@@ -353,7 +353,9 @@ def benchmark_missing(name: str) -> Missing | None:
             return None
         resolve_root(info)
     except BenchmarkError as exc:
-        return Missing(f"benchmark data {name}", "benchmark", str(exc))
+        where = "" if os.environ.get("ETA_DATA_DIR") else " --dir DIR (then export ETA_DATA_DIR=DIR)"
+        fetch = f"Fetch it: python -m eta data fetch {name}{where}; every benchmark: make data"
+        return Missing(f"benchmark data {name}", "benchmark", f"{exc}\n{fetch}")
     return None
 
 

@@ -107,10 +107,12 @@ def test_bad_inputs_name_the_culprit(tmp_path, photo):
 
 
 def test_remote_code_needs_permission():
-    from eta.evaluators import load_reward_model
+    from eta.models import ModelSpec, check_remote_code
 
+    spec = ModelSpec("some-remote-rm", "reward", "org/some-remote-rm", "needs its hub code", remote_code=True)
     with pytest.raises(PermissionError, match="trust_remote_code"):
-        load_reward_model("armorm")
+        check_remote_code(spec, trust_remote_code=False)
+    check_remote_code(spec, trust_remote_code=True)
 
 
 def test_from_profile_tiny(photo_path):

@@ -275,8 +275,8 @@ def test_vqa_accuracy_leave_one_out():
     assert m.vqa_accuracy("Two", ["2"] * 10) == 1.0
 
 
-def test_vqa_accuracy_ground_truth_processing_is_official():
-    # Human answers are only punctuation-processed, and only when they are not all identical.
+def test_vqa_accuracy_strict_ground_truth_processing():
+    # strict (2017 vqaEval.py): human answers only punctuation-processed, only when they differ.
     assert m.vqa_accuracy("yes", ["yes."] * 3 + ["no"] * 7) == pytest.approx(0.9)
     assert m.vqa_accuracy("yes", ["yes."] * 10) == 0.0
     assert m.vqa_accuracy("2", ["two"] * 10) == 0.0  # annotations are expected pre-normalised
@@ -297,3 +297,73 @@ def test_vqa_scores_mean_and_stderr():
     assert m.textvqa_scores(["yes"], [["yes"] * 10])["accuracy"].value == 1.0
     with pytest.raises(ValueError, match="predictions"):
         m.vqa_scores(["a"], [])
+
+
+# --------------------------------------------------------------------------- official vs strict
+
+
+@pytest.mark.parametrize("response,official,strict", [
+    ("A", "A", "A"),
+    ("B. dog", "B", "B"),
+    ("The answer is C.", "C", "C"),
+    ("The answer is C", "FAILED", "C"),  # the official pattern needs a character after the letter
+    ("The answer is C!", "C", "C"),  # ... any character
+    ("The answer is A. The answer is B.", "FAILED", "A"),  # official: exactly one match
+    ("The answer is F.", "F", "FAILED"),  # official reads any capital; the choice check rejects it
+    (" A", "FAILED", "A"),
+    ("A\n", "FAILED", "A"),
+    ("a", "FAILED", "FAILED"),
+    ("**B**", "FAILED", "FAILED"),
+])
+def test_scienceqa_letter_by_protocol(response, official, strict):
+    assert m.scienceqa_letter(response, "official") == official
+    assert m.scienceqa_letter(response, "strict") == strict
+
+
+def test_scienceqa_letter_past_the_choices_is_wrong_under_both():
+    assert m.scienceqa_choice("The answer is E.", 3, "official") == -1
+    assert m.scienceqa_choice("The answer is E.", 3, "strict") == -1
+    assert m.scienceqa_choice("The answer is C.", 3, "official") == 2
+
+
+def test_vqa_accuracy_official_runs_the_submission_converter_first():
+    # identical humans: current vqaEval.py normalises nothing, so only the converter's lower-casing
+    # and period stripping make "Yes." right; the strict reading normalises the prediction itself.
+    assert m.vqa_accuracy("Yes.", ["yes"] * 10, "official") == 1.0
+    assert m.vqa_accuracy("Yes.", ["yes"] * 10, "strict") == 1.0
+    # the converter splits 's off: "man 's" matches no human answer
+    humans = ["man's"] * 4 + ["man"] * 6
+    assert m.vqa_accuracy("man's", humans, "official") == 0.0
+    assert m.vqa_accuracy("man's", humans, "strict") == 1.0
+    # differing humans are normalised fully (number words too) under the current vqaEval.py
+    assert m.vqa_accuracy("2", ["two"] * 4 + ["2"] * 6, "official") == 1.0
+    assert m.vqa_accuracy("2", ["two"] * 4 + ["2"] * 6, "strict") == pytest.approx(1.0)
+    assert m.vqa_accuracy("two", ["two"] * 10, "official") == 0.0  # converter: "2"; humans untouched
+
+
+def test_evalai_answer_is_the_converters_processor():
+    assert m.evalai_answer("Red, White?") == "red white"
+    assert m.evalai_answer("It's a T-Shirt.") == "it 's t shirt"
+    assert m.evalai_answer("Ten dogs") == "10 dogs"
+
+
+def test_mme_official_pairs_consecutive_lines():
+    from eta.metrics.mme import mme_result_line
+
+    items = [MMEItem("existence", "existence/1", "Yes", "Yes", "Is there a dog?"),
+             MMEItem("existence", "existence/1", "No", "No\nreally", "Is there a cat?"),
+             MMEItem("existence", "existence/2", "Yes", "Yes", "Is there a cow?"),
+             MMEItem("existence", "existence/2", "No", "No", "Is there a pig?")]
+    assert mme_result_line(items[0]) == "1.txt\tIs there a dog?\tYes\tYes\n"
+    # the line break makes 5 lines: calculation.py would stop on its assertion; so do we
+    with pytest.raises(ValueError, match="pairs them"):
+        m.mme_scores(items, "official")
+    strict = m.mme_scores(items, "strict")
+    assert strict["existence/score"].value == pytest.approx(200.0)
+    ok = [items[0], MMEItem("existence", "existence/1", "No", "no", "?"), *items[2:]]
+    assert m.mme_scores(ok, "official")["existence/score"].value == pytest.approx(200.0)
+
+
+def test_protocol_is_checked():
+    with pytest.raises(ValueError, match="official, strict"):
+        m.scienceqa_letter("A", "lenient")

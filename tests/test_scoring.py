@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eta.benchmarks import get_info, list_benchmarks, load_benchmark
-from eta.scoring import GENERAL_BENCHMARKS, headline, score_general
+from eta.metrics.general import GENERAL_BENCHMARKS, headline, score_general
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 HAVE_PYARROW = importlib.util.find_spec("pyarrow") is not None
@@ -78,7 +78,7 @@ def test_examples_of_another_benchmark_are_rejected(fixture_root):
 
 def test_responses_without_an_example_are_logged(fixture_root, caplog):
     data = load("scienceqa-img", fixture_root)
-    with caplog.at_level(logging.WARNING, logger="eta.scoring"):
+    with caplog.at_level(logging.WARNING, logger="eta.metrics.general"):
         score_general("scienceqa-img", data, {"5": "B", "12": "A", "999": "A"})
     assert "1 responses match no example id" in caplog.text
 
@@ -215,7 +215,7 @@ def test_vqav2(fixture_root):
 
 def test_vqav2_testdev_is_left_to_the_server(fixture_root, caplog):
     data = load("vqav2-testdev", fixture_root)
-    with caplog.at_level(logging.WARNING, logger="eta.scoring"):
+    with caplog.at_level(logging.WARNING, logger="eta.metrics.general"):
         metrics = score_general("vqav2-testdev", data, {"10": "yes", "30": "no"})
     assert metrics == {}
     assert headline("vqav2-testdev") == []
@@ -249,3 +249,23 @@ def test_mmmu_pro_vision(fixture_root):
     assert metrics["accuracy"].value == 0.0
     assert metrics["accuracy"].n == 1
     assert metrics["accuracy"].counts["missing_responses"] == 1
+
+
+def test_score_general_reads_under_the_protocol():
+    from eta.benchmarks.example import Example
+
+    examples = [Example("scienceqa-img", str(i), "q", None, reference="A", choices=("x", "y"))
+                for i in range(3)]
+    responses = {"0": "A", "1": "The answer is A", "2": " A"}  # official reads only the first
+    assert score_general("scienceqa-img", examples, responses, "official")["accuracy"].value == pytest.approx(1 / 3)
+    assert score_general("scienceqa-img", examples, responses, "strict")["accuracy"].value == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="protocol"):
+        score_general("scienceqa-img", examples, responses, "lenient")
+
+
+def test_paper_mmbench_stands_beside_circular_accuracy():
+    from eta.analysis import general
+
+    reference = general.paper_reference(["vanilla"])
+    assert reference["mmbench/circular_accuracy/vanilla"] == pytest.approx(0.646)
+    assert "mmbench/accuracy/vanilla" not in reference

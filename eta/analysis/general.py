@@ -68,7 +68,7 @@ SKIPPED_METRICS = ("aligned_rate", "response_tokens", "seconds_per_response", "r
 
 def accuracy_frame(grid: Grid) -> pd.DataFrame:
     """One row per (benchmark, metric, method) of the general-ability scores, with intervals."""
-    from eta.scoring import GENERAL_BENCHMARKS as SCORED
+    from eta.metrics.general import GENERAL_BENCHMARKS as SCORED
 
     rows = []
     for (benchmark, label), ev in grid.evaluations.items():

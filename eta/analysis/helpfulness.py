@@ -30,10 +30,12 @@ def judge_generator(models: Models, task: str = "pairwise"):
 def pairwise(grid: Grid, benchmark: str, candidate: str, baselines: Sequence[str], generator,
              seed: int, identical_is_tie: bool = False) -> pd.DataFrame:
     """One row per (baseline, sample): the judge's outcome for the candidate's answer (identical
-    answers a tie without asking the judge when ``identical_is_tie``)."""
+    answers a tie without asking the judge when ``identical_is_tie``; under the official protocol,
+    answers whose first 40 characters agree, as the official script does)."""
     from eta.judges import PairwiseItem, PairwiseJudge
 
-    judge = PairwiseJudge(generator, seed=seed, identical_is_tie=identical_is_tie)
+    judge = PairwiseJudge(generator, seed=seed, identical_is_tie=identical_is_tie,
+                          protocol=grid.profile.judges.protocol)
     ours = {r["sample_id"]: r for r in grid.evaluations[(benchmark, candidate)].records}
     rows = []
     for baseline in baselines:

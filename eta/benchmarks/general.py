@@ -29,6 +29,7 @@ from eta.benchmarks.files import (
     text,
 )
 from eta.benchmarks.registry import LoadContext, register
+from eta.metrics.mme import MME_COGNITION, MME_PERCEPTION
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 OPTION_LETTER_PROMPT = "Answer with the option's letter from the given choices directly."
@@ -41,10 +42,6 @@ def lettered(options: list[str]) -> str:
 
 # --- MME ------------------------------------------------------------------------------------
 
-MME_PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene",
-                  "landmark", "artwork", "OCR")
-MME_COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation",
-                 "code_reasoning")
 MME_IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg")
 _YES_NO_TAIL = re.compile(r"\s*Please answer yes or no\.\s*$")
 

@@ -262,17 +262,30 @@ def load_benchmark(
     subset instead of changing it.
     """
     info = get_info(name)
-    loader = _LOADERS[name]
-    ctx = LoadContext(name=name, root=resolve_root(info, root), skip_bad=skip_bad)
-    examples = _unique(ctx, loader(ctx))
-    if info.sample_size is not None:
-        examples = select_subset(examples, info.sample_size, seed=0)
-    examples = select_subset(examples, limit, seed)
+    ctx, examples = draw(name, root, limit=limit, seed=seed, skip_bad=skip_bad)
     ctx.images.write(path for example in examples for path in image_paths(example))
     examples = _with_readable_images(ctx, examples)
     log.info("%s: %d examples (%d skipped) from %s", name, len(examples), len(ctx.skipped),
              ctx.root or "embedded source")
     return BenchmarkData(info, tuple(examples), tuple(ctx.skipped), ctx.root)
+
+
+def draw(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> tuple[LoadContext, list[Example]]:
+    """The examples ``load_benchmark`` would return, before their images are checked or
+    written: what a run of ``limit`` and ``seed`` will read (images need not exist yet)."""
+    info = get_info(name)
+    ctx = LoadContext(name=name, root=resolve_root(info, root), skip_bad=skip_bad)
+    examples = _unique(ctx, _LOADERS[name](ctx))
+    if info.sample_size is not None:
+        examples = select_subset(examples, info.sample_size, seed=0)
+    return ctx, select_subset(examples, limit, seed)
 
 
 def _unique(ctx: LoadContext, examples: Iterable[Example]) -> list[Example]:

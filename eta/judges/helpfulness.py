@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from eta.judges.generators import Message, TextGenerator
+from eta.metrics.core import check_protocol
 
 log = logging.getLogger(__name__)
 
@@ -173,10 +174,26 @@ def candidate_first(seed: int, item_id: str) -> bool:
     return digest[0] % 2 == 0
 
 
-def parse_pairwise_choice(reply: str | None) -> str | None:
-    """The last ``[[A]]`` / ``[[B]]`` / ``[[C]]`` in the reply (the prompt asks for it last)."""
+OFFICIAL_SAME_PREFIX_CHARS = 40  # helpful_wintie_ai.py: answers this alike are a tie, unjudged
+
+
+def same_start(candidate: str, baseline: str) -> bool:
+    """``helpful_wintie_ai.py``'s tie without a judge: the two answers' first 40 characters
+    are equal (so two answers shorter than that tie only when identical)."""
+    return candidate[:OFFICIAL_SAME_PREFIX_CHARS] == baseline[:OFFICIAL_SAME_PREFIX_CHARS]
+
+
+def parse_pairwise_choice(reply: str | None, protocol: str = "strict") -> str | None:
+    """The judge's choice ``A`` / ``B`` / ``C``, or None.
+
+    ``official`` (``helpful_wintie_ai.py``): ``A`` when ``[[A]]`` is anywhere in the reply, else
+    ``B`` when ``[[B]]`` is, else ``C`` when ``[[C]]`` is. ``strict``: the last of them (the
+    prompt asks for the verdict last, so an earlier one is usually quoted or reconsidered).
+    """
     if reply is None:
         return None
+    if check_protocol(protocol) == "official":
+        return next((c for c in "ABC" if f"[[{c}]]" in reply), None)
     found = _CHOICE.findall(reply)
     return found[-1] if found else None
 
@@ -205,14 +222,23 @@ class PairwiseJudge:
         system_prompt: str = PAIRWISE_SYSTEM_PROMPT,
         user_template: str = PAIRWISE_USER_TEMPLATE,
         identical_is_tie: bool = False,
+        protocol: str = "strict",
     ) -> None:
         self.generator = generator
         self.seed = seed
         # Byte-identical answers (ETA left a benign input alone) are a tie without asking the judge:
         # no judge cost, no position bias. Off by default: the paper's protocol judges every pair.
         self.identical_is_tie = identical_is_tie
+        # official: replies read as helpful_wintie_ai.py reads them, and answers whose first 40
+        # characters agree are a tie without asking, as there.
+        self.protocol = check_protocol(protocol)
         self.system_prompt = system_prompt
         self.user_template = user_template
+
+    def _tie_unasked(self, item: PairwiseItem) -> bool:
+        if self.protocol == "official":
+            return same_start(item.candidate, item.baseline)
+        return self.identical_is_tie and item.candidate.strip() == item.baseline.strip()
 
     def conversation(self, item: PairwiseItem) -> tuple[list[Message], bool]:
         """The judge's chat for one item and whether the candidate is Assistant 1."""
@@ -227,7 +253,7 @@ class PairwiseJudge:
         ids = [item.item_id for item in items]
         if len(set(ids)) != len(ids):
             raise ValueError("pairwise item ids must be unique (they seed the order coin)")
-        same = [self.identical_is_tie and item.candidate.strip() == item.baseline.strip() for item in items]
+        same = [self._tie_unasked(item) for item in items]
         asked = [item for item, s in zip(items, same) if not s]
         chats = {item.item_id: self.conversation(item) for item in asked}
         replies = dict(zip(chats, _run(self.generator, [messages for messages, _ in chats.values()]), strict=True))
@@ -238,7 +264,7 @@ class PairwiseJudge:
                                                 IDENTICAL_REPLY))
                 continue
             first, reply = chats[item.item_id][1], replies[item.item_id]
-            choice = parse_pairwise_choice(reply)
+            choice = parse_pairwise_choice(reply, self.protocol)
             verdicts.append(PairwiseVerdict(item.item_id, pairwise_outcome(choice, first),
                                             choice, first, reply))
         log.info("pairwise judge: %s", dict(Counter(v.outcome for v in verdicts)))

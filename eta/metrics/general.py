@@ -1,8 +1,9 @@
 """General-ability scoring: a benchmark's examples and the model's answers, through that
-benchmark's official metric (:mod:`eta.metrics`).
+benchmark's metric under the ``official`` or ``strict`` protocol (one module per metric family
+beside this one holds its parsing and aggregation).
 
     responses = {record["sample_id"]: record["response"] for record in records}
-    metrics = score_general("mmbench", data, responses)
+    metrics = score_general("mmbench", data, responses, protocol="official")
     [metrics[name] for name in headline("mmbench")]
 
 One scorer per benchmark turns its examples, as :mod:`eta.benchmarks.general` loads them, into
@@ -31,36 +32,26 @@ from dataclasses import dataclass, replace
 
 from eta.benchmarks.example import Example
 from eta.benchmarks.general import LETTERS
-from eta.metrics import (
-    Metric,
-    MMBenchItem,
-    MMEItem,
-    MMMUProItem,
-    ScienceQAItem,
-    mmbench_scores,
-    mme_scores,
-    mmmu_pro_scores,
-    scienceqa_scores,
-    textvqa_scores,
-    vqa_scores,
-)
+from eta.metrics.core import Metric, check_protocol
+from eta.metrics.mmbench import MMBENCH_CIRCULAR_STRIDE, MMBenchItem, mmbench_scores
+from eta.metrics.mme import MMEItem, mme_scores
+from eta.metrics.mmmu_pro import MMMUProItem, mmmu_pro_scores
+from eta.metrics.scienceqa import ScienceQAItem, scienceqa_scores
+from eta.metrics.vqa import textvqa_scores, vqa_scores
 
 log = logging.getLogger(__name__)
-
-# MMBench numbers its circular copies index + k * 1,000,000 (k = the option shift).
-MMBENCH_CIRCULAR_STRIDE = 1_000_000
 
 Pairs = Sequence[tuple[Example, str]]  # (example, response), reference present
 
 
-def _mme(pairs: Pairs) -> dict[str, Metric]:
+def _mme(pairs: Pairs, protocol: str) -> dict[str, Metric]:
     # Example.group is "<task>/<image stem>": the image both questions ask about (acc+).
-    return mme_scores(MMEItem(subtask=str(ex.category), image_id=ex.group,
-                              answer=str(ex.reference), response=response)
-                      for ex, response in pairs)
+    return mme_scores((MMEItem(subtask=str(ex.category), image_id=ex.group, answer=str(ex.reference),
+                               response=response, question=str(ex.meta.get("mme_question", "")))
+                       for ex, response in pairs), protocol)
 
 
-def _mmbench(pairs: Pairs) -> dict[str, Metric]:
+def _mmbench(pairs: Pairs, protocol: str) -> dict[str, Metric]:
     items = []
     for ex, response in pairs:
         index = int(ex.meta.get("index", ex.id))
@@ -71,31 +62,30 @@ def _mmbench(pairs: Pairs) -> dict[str, Metric]:
     return mmbench_scores(items)
 
 
-def _scienceqa(pairs: Pairs) -> dict[str, Metric]:
-    return scienceqa_scores(ScienceQAItem(response=response,
-                                          answer=LETTERS.index(str(ex.reference)),
-                                          n_choices=len(ex.choices or ()))
-                            for ex, response in pairs)
+def _scienceqa(pairs: Pairs, protocol: str) -> dict[str, Metric]:
+    return scienceqa_scores((ScienceQAItem(response=response, answer=LETTERS.index(str(ex.reference)),
+                                           n_choices=len(ex.choices or ()))
+                             for ex, response in pairs), protocol)
 
 
-def _mmmu_pro(pairs: Pairs) -> dict[str, Metric]:
+def _mmmu_pro(pairs: Pairs, protocol: str) -> dict[str, Metric]:
     return mmmu_pro_scores(MMMUProItem(item_id=ex.id, options=list(ex.choices or ()),
                                        answer=str(ex.reference), response=response)
                            for ex, response in pairs)
 
 
-def _vqa(scores: Callable[[Sequence[str], Sequence[Sequence[str]]], dict[str, Metric]]):
-    def score(pairs: Pairs) -> dict[str, Metric]:
+def _vqa(scores: Callable[..., dict[str, Metric]]):
+    def score(pairs: Pairs, protocol: str) -> dict[str, Metric]:
         answers = [[ex.reference] if isinstance(ex.reference, str) else list(ex.reference)
                    for ex, _ in pairs]
-        accuracy = scores([response for _, response in pairs], answers)["accuracy"]
+        accuracy = scores([response for _, response in pairs], answers, protocol)["accuracy"]
         return {"vqa_accuracy": replace(accuracy, name="vqa_accuracy")}
     return score
 
 
 @dataclass(frozen=True)
 class _Scorer:
-    score: Callable[[Pairs], dict[str, Metric]] | None  # None: scored by an evaluation server
+    score: Callable[[Pairs, str], dict[str, Metric]] | None  # None: scored by an evaluation server
     headline: tuple[str, ...]
 
 
@@ -126,9 +116,10 @@ def headline(benchmark: str) -> list[str]:
     return list(_scorer(benchmark).headline)
 
 
-def score_general(benchmark: str, examples: Sequence[Example],
-                  responses: Mapping[str, str]) -> dict[str, Metric]:
-    """Score ``responses`` (keyed by example id) on a general-ability benchmark.
+def score_general(benchmark: str, examples: Sequence[Example], responses: Mapping[str, str],
+                  protocol: str = "official") -> dict[str, Metric]:
+    """Score ``responses`` (keyed by example id) on a general-ability benchmark under
+    ``protocol`` (``official`` | ``strict``; README, "Official vs strict protocol").
 
     Examples without a response or without a reference are left out, logged, and counted in
     every metric's ``counts["missing_responses"]`` / ``counts["no_reference"]``; a metric over
@@ -136,6 +127,7 @@ def score_general(benchmark: str, examples: Sequence[Example],
     ``ValueError`` for an example of another benchmark.
     """
     scorer = _scorer(benchmark)
+    check_protocol(protocol)
     foreign = [ex.id for ex in examples if ex.benchmark != benchmark]
     if foreign:
         raise ValueError(f"scoring {benchmark!r}: {len(foreign)} examples belong to another "
@@ -164,4 +156,4 @@ def score_general(benchmark: str, examples: Sequence[Example],
         log.warning("%s: %d responses match no example id; ignored", benchmark, unknown)
     skipped = {"missing_responses": missing, "no_reference": no_reference}
     return {name: replace(metric, counts={**metric.counts, **skipped})
-            for name, metric in scorer.score(pairs).items()}
+            for name, metric in scorer.score(pairs, protocol).items()}
