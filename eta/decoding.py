@@ -9,6 +9,10 @@ Vanilla decoding, shallow alignment and sentence-level best-of-N all run on it:
   through the tokenizer, an end-of-sequence token, or a token budget).
 * ``advance`` continues from one row of a decoded batch.
 
+Underneath, a ``Flight`` holds the rows decoding together: rows join (left-padded when their
+lengths differ) and leave between steps. ``best_of_n_many`` uses it to align many inputs in one
+batch, each input's N rows forked from its own prefix, inputs joining as others finish.
+
 Token choice and stopping are plain callables, in the manner of transformers' logits processors
 and stopping criteria.
 """
