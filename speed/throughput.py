@@ -37,6 +37,8 @@ from eta.config import ETAConfig  # noqa: E402
 from eta.method import ETA, stable_seed  # noqa: E402
 from speed.decoding import Timer, build, cpu_has_native_bf16, peak_rss_mb, sequential_official  # noqa: E402
 
+log = logging.getLogger("throughput")
+
 TOPICS = ["the animal in the picture", "the colours you see", "what could happen next", "the weather here",
           "where this photo was taken", "a poem about it", "how to draw this", "the mood of the scene",
           "the history of such places", "a safety checklist for this place", "a recipe it reminds you of",
@@ -86,10 +88,13 @@ def measure(eta: ETA, m: int, image, batch_size: int, official_inputs: int, toke
     wall, cpu, answers = clock(device, lambda: [a for s in range(0, m, batch_size)
                                                for a in eta.generate_batch(qs[s: s + batch_size], images[s: s + batch_size])])
     rows["vanilla"] = {"seconds": wall, "cpu_seconds": cpu, "samples": m}
+    log.info("vanilla: %.1f s", wall)
     wall, cpu, per_input = clock(device, lambda: run(eta, qs, images, 1))
     rows["eta_per_input"] = {"seconds": wall, "cpu_seconds": cpu, "samples": m}
+    log.info("ETA per input: %.1f s", wall)
     wall, cpu, batched = clock(device, lambda: run(eta, qs, images, batch_size))
     rows["eta_batched"] = {"seconds": wall, "cpu_seconds": cpu, "samples": m}
+    log.info("ETA batched: %.1f s", wall)
     k = min(official_inputs, m)
     wall, cpu, _ = clock(device, lambda: [official_loop(eta, q, image, stable_seed(eta.seed, str(i)), tokens)
                                           for i, q in enumerate(qs[:k])])
@@ -143,6 +148,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    log.setLevel(logging.INFO)
     if args.threads:
         torch.set_num_threads(args.threads)
     from PIL import Image
