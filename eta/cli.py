@@ -147,7 +147,7 @@ def cmd_list(args) -> int:
         print(json.dumps(rows, default=str))
         return 0
     for row in rows:
-        extra = "  [stand-in]" if row.get("stand_in") else ""
+        extra = "  [stand-in]" if row.get("stand_in") else (f"  <{row['source']}>" if row.get("source") else "")
         kind = f"{row['kind']:7s} " if "kind" in row else ""
         print(f"{row['name']:32s} {kind}{row.get('description', '')}{extra}")
     return 0

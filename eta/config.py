@@ -55,7 +55,8 @@ class Prompts:
 class ETAConfig:
     """The method's knobs; defaults are the paper's (official CLI) values."""
 
-    tau_pre: float = 0.16  # cosine scale, image judged unsafe iff s_pre >= tau_pre
+    tau_pre: float = 0.16  # cosine scale, image judged unsafe iff s_pre >= tau_pre; the paper's value
+    # for its CLIP ViT-L/14-336 only: another CLIP (models.clip) needs its own, found by notebook 01
     tau_post: float = 0.06  # reward scale, response judged unsafe iff s_post <= tau_post
     rule: Rule = "both"  # align iff both evaluators say unsafe (pre / post / either for ablations)
     text_only_rule: TextOnlyRule = "post"  # no image: decide by the post-evaluation alone
@@ -144,18 +145,13 @@ def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     ``overrides`` maps dotted keys (``"eta.tau_pre"``) to values; they are checked like the file.
     """
     path = Path(name_or_path)
-    if not path.suffix:
+    if path.suffix not in (".yaml", ".yml"):  # a name (which may hold dots: paper-llava-1.5-13b)
         path = params_dir() / str(name_or_path) / "profile.yaml"
         if not path.exists():
             raise ConfigError(
                 f"unknown profile {str(name_or_path)!r}; known profiles: {', '.join(profile_names())}"
             )
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read profile: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a profile is a mapping, got {type(raw).__name__}")
+    raw = read_profile(path)
     profile = build(Profile, raw, source=str(path))
     for key, value in (overrides or {}).items():
         set_dotted(profile, key, value, source="override")
@@ -163,6 +159,41 @@ def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     if not store.is_absolute():  # relative to the project (params/..), wherever a notebook or command runs
         profile.engine.store = str(params_dir().resolve().parent / store)
     return profile
+
+
+def read_profile(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A profile file as a mapping; ``extends: <profile>`` starts from that profile's values and
+    overrides them key by key (a per-model profile names only what differs from its base)."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read profile: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a profile is a mapping, got {type(raw).__name__}")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    base_path = params_dir() / str(base) / "profile.yaml"
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends unknown profile {base!r}; known profiles: {', '.join(profile_names())}")
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: profiles extend each other in a loop ({base!r})")
+    return merged(read_profile(base_path, (*seen, path.resolve())), raw)
+
+
+def profile_base(name: str, root: str | os.PathLike | None = None) -> str | None:
+    """The profile that profile ``name`` (under ``root``, default ``params_dir()``) extends, if any."""
+    path = Path(root or params_dir()) / name / "profile.yaml"
+    raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return raw.get("extends") if isinstance(raw, dict) else None
+
+
+def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = merged(out[key], value) if both else value
+    return out
 
 
 def build(cls: type, raw: Mapping[str, Any], *, source: str, prefix: str = "") -> Any:

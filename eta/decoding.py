@@ -92,8 +92,11 @@ def split_inputs(inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any], 
 
 @torch.inference_mode()
 def prefill(vlm, inputs: dict[str, Any]) -> DecodeState:
-    """Run the prompt (all but its last token) once; the last token is left pending."""
-    input_ids, prefill_kwargs, step_extra = split_inputs(inputs)
+    """Run the prompt (all but its last token) once; the last token is left pending.
+
+    ``vlm.split_inputs`` sorts the processor outputs into prefill-only kwargs and per-row step
+    inputs (``split_inputs`` here, plus whatever the model's family needs at each step)."""
+    input_ids, prefill_kwargs, step_extra = vlm.split_inputs(inputs)
     if input_ids.shape[0] != 1 or input_ids.shape[1] < 2:
         raise ValueError(f"prefill takes one prompt of at least 2 tokens, got shape {tuple(input_ids.shape)}")
     cache = new_cache(vlm.model)
@@ -105,7 +108,7 @@ def prefill(vlm, inputs: dict[str, Any]) -> DecodeState:
 @torch.inference_mode()
 def prefill_batch(vlm, inputs: dict[str, Any]) -> DecodeState:
     """Prefill several left-padded prompts (``vlm.encode_batch``) as one batch."""
-    input_ids, prefill_kwargs, step_extra = split_inputs(inputs)
+    input_ids, prefill_kwargs, step_extra = vlm.split_inputs(inputs)
     mask = inputs.get("attention_mask")
     if mask is None or bool(mask.all()):
         if input_ids.shape[0] == 1:

@@ -14,7 +14,7 @@ from typing import Protocol, Sequence
 
 import torch
 
-from eta.models import ModelSpec, check_remote_code, local_path, pick_device, pick_dtype, resolve
+from eta.models import ModelSpec, UnknownModelError, check_remote_code, local_path, pick_device, pick_dtype, resolve
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,14 @@ class RewardModel(Protocol):
 
 
 class ClipScorer:
-    """Cosine similarities between images and texts in a CLIP space (open_clip)."""
+    """Cosine similarities between images and texts in a CLIP space (open_clip).
+
+    The cosine is ETA's s_pre for every CLIP. Contrastive (softmax) CLIPs turn it into a logit by
+    a learnt scale; SigLIP-style (sigmoid) models add a learnt bias, giving a per-pair probability
+    ``sigmoid(scale * cosine + bias)``. Both maps are increasing, so a threshold on the cosine and
+    one on the model's own score make the same decisions; only the number differs, and it belongs
+    to the model (``pair_probability`` converts a cosine for sigmoid models).
+    """
 
     def __init__(self, model, preprocess, tokenizer, name: str, stand_in: bool = False):
         self.model = model.eval()
@@ -69,8 +76,43 @@ class ClipScorer:
     def pre_score(self, image_embedding: torch.Tensor, safety_prompt: str) -> float:
         return float(self.embed_prompt(safety_prompt) @ image_embedding)
 
+    @property
+    def loss(self) -> str:
+        """"sigmoid" for models with a learnt logit bias (SigLIP), else "softmax"."""
+        return "sigmoid" if getattr(self.model, "logit_bias", None) is not None else "softmax"
+
+    def pair_probability(self, cosine: float) -> float:
+        """A sigmoid-trained model's own probability that an image and a text match."""
+        if self.loss != "sigmoid":
+            raise ValueError(f"CLIP {self.name!r} is softmax-trained: its scores are relative to a set "
+                             "of texts, with no per-pair probability; use the cosine")
+        scale, bias = float(self.model.logit_scale.detach().exp()), float(self.model.logit_bias.detach())
+        return float(torch.sigmoid(torch.tensor(scale * cosine + bias)))
+
+
+def open_clip_names(arch: str, tag: str) -> tuple[str, str | None]:
+    """Check an open_clip architecture and pretrained tag by name (nothing is downloaded)."""
+    import open_clip
+
+    if arch not in open_clip.list_models():
+        close = [m for m in open_clip.list_models() if arch.lower().split("-")[0] in m.lower()][:12]
+        raise UnknownModelError(f"open_clip has no model {arch!r}" +
+                                (f"; similar: {', '.join(close)}" if close else "; see open_clip.list_models()"))
+    if not tag:
+        return arch, None
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if tag not in tags:
+        raise UnknownModelError(f"open_clip model {arch!r} has no pretrained tag {tag!r}; its tags: "
+                                f"{', '.join(tags) or 'none'}")
+    return arch, tag
+
 
 def load_clip(name: str, device: str = "auto", dtype: str = "auto") -> ClipScorer:
+    """A CLIP by registry name or any open_clip model as ``open_clip:ARCH/TAG``.
+
+    Weights come from open_clip's own download and cache. The pre-evaluator's threshold
+    ``tau_pre`` belongs to the model it was found on (notebook 01 finds it for another one).
+    """
     import open_clip
 
     spec = resolve(name, "clip")
@@ -81,7 +123,7 @@ def load_clip(name: str, device: str = "auto", dtype: str = "auto") -> ClipScore
     if source.startswith("twin:"):
         model_name, pretrained = f"local-dir:{local_path(spec)}", None
     elif "@" in source:
-        model_name, pretrained = source.split("@", 1)
+        model_name, pretrained = open_clip_names(*source.split("@", 1))
     else:  # "hf-hub:..." / "local-dir:..." / a bare directory
         model_name = source if ":" in source else f"local-dir:{source}"
         pretrained = None
@@ -90,7 +132,9 @@ def load_clip(name: str, device: str = "auto", dtype: str = "auto") -> ClipScore
         model_name, pretrained=pretrained, device=dev, precision=precision
     )
     tokenizer = open_clip.get_tokenizer(model_name)
-    return ClipScorer(model, preprocess, tokenizer, name=spec.name, stand_in=spec.stand_in)
+    scorer = ClipScorer(model, preprocess, tokenizer, name=spec.name, stand_in=spec.stand_in)
+    log.info("CLIP %s is trained with a %s loss; s_pre stays the cosine", spec.name, scorer.loss)
+    return scorer
 
 
 # ----------------------------------------------------------------------------------- reward models

@@ -25,10 +25,12 @@ class ModelSpec:
     name: str
     kind: Kind
     source: str  # hub id or local path; "twin:<name>"; "embedded:<name>"; open_clip "arch@pretrained"
+    # (a CLIP's tau_pre is calibrated for that model alone: see ``eta.config.ETAConfig.tau_pre``)
     description: str
     stand_in: bool = False  # twins and embedded stand-ins: never to be mistaken for the paper's models
     remote_code: bool = False  # needs trust_remote_code (granted only by a params file)
-    loader: str = "auto"  # reward models: "sequence-classification" | "generative-judge"
+    loader: str = "auto"  # reward models: "sequence-classification" | "generative-judge";
+    # VLMs: "internvl-chat-llava" (converted once to transformers' own classes, eta.checkpoints.internvl_chat)
 
 
 class UnknownModelError(KeyError):
@@ -55,6 +57,21 @@ for _spec in [
               "LLaVA-OneVision-7B-Chat (paper backbone)"),
     ModelSpec("llama-3.2-11b-vision-instruct", "vlm", "meta-llama/Llama-3.2-11B-Vision-Instruct",
               "Llama-3.2-11B-Vision-Instruct (paper backbone, gated on the hub)"),
+    # The paper's remote-code VLMs (their hub code targets transformers 4.x; see the README).
+    ModelSpec("internvl-chat-1.0-7b", "vlm", "OpenGVLab/InternVL-Chat-ViT-6B-Vicuna-7B",
+              "InternVL-Chat-1.0-7B (paper backbone; LLaVA-codebase weights converted to transformers' classes)",
+              loader="internvl-chat-llava"),
+    ModelSpec("internlm-xcomposer-2.5-7b", "vlm", "internlm/internlm-xcomposer2d5-7b",
+              "InternLM-XComposer-2.5-7B (paper backbone; remote code)", remote_code=True),
+    # Today's VLM families, transformers-native.
+    ModelSpec("qwen2-vl-7b-instruct", "vlm", "Qwen/Qwen2-VL-7B-Instruct", "Qwen2-VL-7B-Instruct"),
+    ModelSpec("qwen2.5-vl-7b-instruct", "vlm", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen2.5-VL-7B-Instruct"),
+    ModelSpec("qwen3-vl-8b-instruct", "vlm", "Qwen/Qwen3-VL-8B-Instruct", "Qwen3-VL-8B-Instruct"),
+    ModelSpec("idefics3-8b-llama3", "vlm", "HuggingFaceM4/Idefics3-8B-Llama3", "Idefics3-8B-Llama3"),
+    ModelSpec("smolvlm-instruct", "vlm", "HuggingFaceTB/SmolVLM-Instruct",
+              "SmolVLM-Instruct (2B, Idefics3 architecture)"),
+    ModelSpec("gemma-3-12b-it", "vlm", "google/gemma-3-12b-it", "Gemma 3 12B instruction-tuned (gated on the hub)"),
+    ModelSpec("internvl3-8b", "vlm", "OpenGVLab/InternVL3-8B-hf", "InternVL3-8B (transformers-native port)"),
     # Evaluators of the paper.
     ModelSpec("armorm", "reward", "RLHFlow/ArmoRM-Llama3-8B-v0.1",
               "ArmoRM-Llama3-8B reward model (paper's evaluator; loaded natively, eta.checkpoints)",
@@ -76,9 +93,19 @@ for _spec in [
     ModelSpec("tiny-llava-onevision", "vlm", "twin:tiny-llava-onevision", "tiny random LlavaOnevision twin",
               stand_in=True),
     ModelSpec("tiny-mllama", "vlm", "twin:tiny-mllama", "tiny random Mllama twin", stand_in=True),
+    ModelSpec("tiny-qwen2-vl", "vlm", "twin:tiny-qwen2-vl", "tiny random Qwen2-VL twin", stand_in=True),
+    ModelSpec("tiny-qwen2.5-vl", "vlm", "twin:tiny-qwen2.5-vl", "tiny random Qwen2.5-VL twin", stand_in=True),
+    ModelSpec("tiny-qwen3-vl", "vlm", "twin:tiny-qwen3-vl", "tiny random Qwen3-VL twin", stand_in=True),
+    ModelSpec("tiny-idefics3", "vlm", "twin:tiny-idefics3", "tiny random Idefics3 (SmolVLM) twin", stand_in=True),
+    ModelSpec("tiny-gemma3", "vlm", "twin:tiny-gemma3", "tiny random Gemma 3 twin", stand_in=True),
+    ModelSpec("tiny-internvl", "vlm", "twin:tiny-internvl", "tiny random InternVL twin", stand_in=True),
+    ModelSpec("tiny-internvl-chat", "vlm", "twin:tiny-internvl-chat",
+              "tiny random InternVL-Chat-1.0 twin (converted from the LLaVA-codebase layout)", stand_in=True),
     ModelSpec("tiny-reward", "reward", "twin:tiny-reward", "tiny random sequence-classification RM",
               stand_in=True, loader="sequence-classification"),
     ModelSpec("tiny-clip", "clip", "twin:tiny-clip", "tiny random open_clip model", stand_in=True),
+    ModelSpec("tiny-siglip", "clip", "twin:tiny-siglip", "tiny random open_clip model with SigLIP's logit bias",
+              stand_in=True),
     ModelSpec("tiny-armorm", "reward", "twin:tiny-armorm", "tiny random twin of ArmoRM's checkpoint layout",
               stand_in=True, loader="sequence-classification"),
     ModelSpec("tiny-internlm2", "vlm", "twin:tiny-internlm2", "tiny random twin of InternLM2's checkpoint layout",
@@ -87,8 +114,33 @@ for _spec in [
     register(_spec)
 
 
+OPEN_CLIP_PREFIX = "open_clip:"
+
+
+def open_clip_source(name: str) -> str | None:
+    """``open_clip:ARCH/TAG`` (any open_clip model and pretrained tag) as the source ``ARCH@TAG``;
+    None for other names. ``open_clip:ARCH`` alone means random weights (tests only)."""
+    if not name.startswith(OPEN_CLIP_PREFIX):
+        return None
+    arch, _, tag = name.removeprefix(OPEN_CLIP_PREFIX).partition("/")
+    if not arch:
+        raise UnknownModelError(f"{name!r} names no open_clip model; write open_clip:ARCH/TAG, "
+                                "e.g. open_clip:ViT-B-16-SigLIP/webli")
+    return f"{arch}@{tag}"
+
+
+def source_of(name: str) -> str:
+    """Where a model name points, without loading it (registry entry, open_clip name or as given)."""
+    if name in REGISTRY:
+        return REGISTRY[name].source
+    return open_clip_source(name) or name
+
+
 def resolve(name: str, kind: Kind) -> ModelSpec:
-    """Registry lookup; a hub id (``org/name``) or an existing local path is accepted as is."""
+    """Registry lookup; a hub id (``org/name``) or an existing local path is accepted as is, and a
+    CLIP may be any open_clip model by ``open_clip:ARCH/TAG``."""
+    if kind == "clip" and (source := open_clip_source(name)) is not None:
+        return ModelSpec(name, kind, source, f"open_clip {source.replace('@', ' pretrained on ')}")
     if name in REGISTRY:
         spec = REGISTRY[name]
         if spec.kind != kind:
@@ -98,8 +150,9 @@ def resolve(name: str, kind: Kind) -> ModelSpec:
         loader = "sequence-classification" if kind == "reward" else "auto"
         return ModelSpec(name, kind, name, f"user-supplied {kind} model {name}", loader=loader)
     known = ", ".join(sorted(n for n, s in REGISTRY.items() if s.kind == kind))
+    also = " or open_clip:ARCH/TAG" if kind == "clip" else ""
     raise UnknownModelError(f"unknown {kind} model {name!r}; known {kind} models: {known} "
-                            "(or give a hub id or a local directory)")
+                            f"(or give a hub id or a local directory{also})")
 
 
 def local_path(spec: ModelSpec) -> str:
@@ -112,6 +165,10 @@ def local_path(spec: ModelSpec) -> str:
         return str(twins.smollm2_dir())
     if spec.source == "embedded:smollm2-llava":
         return str(twins.smollm2_llava_dir())
+    if spec.loader == "internvl-chat-llava":
+        from eta.checkpoints import internvl_chat
+
+        return str(internvl_chat.native_dir(spec.source))
     return spec.source
 
 
@@ -160,6 +217,7 @@ class VLM:
         self.name = name
         self.stand_in = stand_in
         self.multimodal = processor is not None and hasattr(processor, "image_processor")
+        self.decode_inputs = decode_inputs_for(model.config)
         self.device = next(model.parameters()).device
         self.eos_token_ids = sorted(eos_token_ids(model, tokenizer))
         if tokenizer.pad_token is None:  # batched prompts are left-padded; the pad id is masked out
@@ -214,7 +272,8 @@ class VLM:
                                              padding=True))
         finally:
             self.tokenizer.padding_side = side
-        inputs.pop("token_type_ids", None)
+        for key in self.decode_inputs.dropped:
+            inputs.pop(key, None)
         out = {}
         for key, value in inputs.items():
             if isinstance(value, torch.Tensor):
@@ -226,6 +285,10 @@ class VLM:
 
     def decode(self, token_ids) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def split_inputs(self, inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any], dict[str, torch.Tensor]]:
+        """Prompt ids, prefill-only kwargs and per-row step inputs (see ``eta.decoding.prefill``)."""
+        return self.decode_inputs.split(self.model, inputs)
 
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, cache, extra: dict[str, Any] | None = None,
@@ -240,6 +303,7 @@ class VLM:
             kwargs["attention_mask"] = attention_mask
         if position_ids is not None:
             kwargs["position_ids"] = position_ids
+        kwargs = self.decode_inputs.model_kwargs(input_ids, cache, kwargs)
         out = self.model(
             input_ids=input_ids,
             cache=cache,
@@ -248,6 +312,94 @@ class VLM:
             **kwargs,
         )
         return out.logits if all_logits else out.logits[:, -1, :]
+
+
+# ------------------------------------------------------------- per-family decode-time inputs
+
+
+class DecodeInputs:
+    """What one architecture family feeds its model besides token ids, at prefill and at each step.
+
+    The default serves every family whose positions are token counts (Llava, LlavaNext,
+    LlavaOnevision, Mllama, Idefics3, InternVL): processor outputs aligned with the prompt tokens
+    become per-step inputs (``eta.decoding.split_inputs``), the rest go to the prefill only.
+    """
+
+    dropped: tuple[str, ...] = ("token_type_ids",)  # processor outputs the model must not see
+    prefill_only: tuple[str, ...] = ()  # token-aligned outputs that the decode steps do without
+
+    def split(self, model, inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any], dict[str, torch.Tensor]]:
+        from eta.decoding import split_inputs
+
+        input_ids, prefill_kwargs, step_extra = split_inputs(inputs)
+        for key in self.prefill_only:
+            step_extra.pop(key, None)
+        return input_ids, prefill_kwargs, step_extra
+
+    def model_kwargs(self, input_ids: torch.Tensor, cache, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return kwargs
+
+
+class ImageBlockInputs(DecodeInputs):
+    """Gemma 3: ``token_type_ids`` mark image tokens, which attend to each other both ways during
+    the prefill; generated tokens are text and attend causally, so the steps need none."""
+
+    dropped = ()
+    prefill_only = ("token_type_ids",)
+
+
+class MultimodalRotaryInputs(DecodeInputs):
+    """Qwen2-VL, Qwen2.5-VL, Qwen3-VL: multimodal rotary positions (M-RoPE).
+
+    Image tokens take 3-D (time, height, width) positions, so a row's text positions run ahead of
+    or behind its token count by a per-row offset (the rope delta). The prefill gets the model's own
+    3-D positions for the prompt; every later token gets its token count plus its row's delta, which
+    travels with the row (forked, selected, advanced) as a per-step input. Nothing is kept on the
+    model, so interleaved prompts and dropped rows cannot pick up another prompt's offset.
+    """
+
+    prefill_only = ("mm_token_type_ids",)
+
+    def split(self, model, inputs):
+        input_ids, prefill_kwargs, step_extra = super().split(model, inputs)
+        token_types = inputs.get("mm_token_type_ids")
+        if token_types is None:
+            token_types = torch.zeros_like(input_ids)
+        positions, deltas = model.model.get_rope_index(
+            input_ids, mm_token_type_ids=token_types, image_grid_thw=inputs.get("image_grid_thw"),
+            attention_mask=inputs.get("attention_mask"),
+        )
+        prefill_kwargs["mrope_position_ids"] = positions[..., :-1]
+        step_extra["rope_deltas"] = deltas.to(input_ids.device).view(-1, 1)
+        return input_ids, prefill_kwargs, step_extra
+
+    def model_kwargs(self, input_ids, cache, kwargs):
+        kwargs = dict(kwargs)
+        prompt_positions = kwargs.pop("mrope_position_ids", None)
+        deltas = kwargs.pop("rope_deltas", None)
+        if prompt_positions is not None:
+            kwargs["position_ids"] = prompt_positions
+            return kwargs
+        text = kwargs.get("position_ids")
+        if text is None:
+            start = cache.get_seq_length()
+            text = torch.arange(start, start + input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        if deltas is not None:
+            text = text + deltas[:, :1]
+        kwargs["position_ids"] = text.unsqueeze(0).expand(3, *text.shape)
+        return kwargs
+
+
+FAMILY_INPUTS: dict[str, DecodeInputs] = {
+    "qwen2_vl": MultimodalRotaryInputs(),
+    "qwen2_5_vl": MultimodalRotaryInputs(),
+    "qwen3_vl": MultimodalRotaryInputs(),
+    "gemma3": ImageBlockInputs(),
+}
+
+
+def decode_inputs_for(config) -> DecodeInputs:
+    return FAMILY_INPUTS.get(getattr(config, "model_type", ""), DecodeInputs())
 
 
 def join_prefix(prompt: str, prefix: str) -> str:

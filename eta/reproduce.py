@@ -149,7 +149,15 @@ def check_type(key: str, value: Any, default: Any, source: str) -> None:
 
 
 def params_file(profile: str, notebook: Path, root: str | os.PathLike | None = None) -> Path:
-    return Path(root or params_dir()) / profile / f"{notebook.stem}.yaml"
+    """The profile's params file for a notebook; a profile that extends another (``extends:``)
+    uses its base's file where it has none of its own."""
+    from eta.config import profile_base
+
+    path = Path(root or params_dir()) / profile / f"{notebook.stem}.yaml"
+    base = profile_base(profile, root)
+    if not path.is_file() and base:
+        return params_file(base, notebook, root)
+    return path
 
 
 def load_params(profile: str, notebook: Path, root: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -314,7 +322,7 @@ def open_clip_missing(arch: str, tag: str) -> str | None:
 
 def model_missing(role: str, name: str, profile: Profile) -> Missing | None:
     """Check one model of the profile without loading it."""
-    from eta.models import REGISTRY
+    from eta.models import source_of
 
     if name in ("", "none", "None"):
         return None
@@ -324,8 +332,7 @@ def model_missing(role: str, name: str, profile: Profile) -> Missing | None:
         return Missing(f"credential OPENAI_API_KEY for the judge {name}", role,
                        "export OPENAI_API_KEY (ETA_JUDGE_BASE_URL for another OpenAI-compatible server), "
                        "or set judges.helpfulness_backend: local in the profile")
-    spec = REGISTRY.get(name)
-    source = spec.source if spec else name
+    source = source_of(name)
     if source.startswith(("twin:", "embedded:")):
         return None  # built locally (embedded stand-ins come from pinned PyPI wheels)
     if "@" in source:

@@ -147,12 +147,13 @@ def _tokenizer_with(image_token: str, extra: tuple[str, ...] = ()):
     return tokenizer
 
 
-def _finish(model, out: Path, processor, seed_note: str) -> None:
+def _finish(model, out: Path, processor, seed_note: str, extra_eos: tuple[str, ...] | list[str] = ()) -> None:
     from transformers import GenerationConfig
 
     tok = processor.tokenizer if hasattr(processor, "tokenizer") else processor
+    eos = [tok.eos_token_id, *tok.convert_tokens_to_ids(list(extra_eos))] if extra_eos else tok.eos_token_id
     model.generation_config = GenerationConfig(
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+        bos_token_id=tok.bos_token_id, eos_token_id=eos, pad_token_id=tok.pad_token_id
     )
     model.save_pretrained(out)
     processor.save_pretrained(out)
@@ -470,23 +471,343 @@ TINY_CLIP_CONFIG = {
 }
 
 
-def _build_tiny_clip(out: Path) -> None:
+def _build_tiny_clip(out: Path, model_cfg: dict | None = None) -> None:
     import open_clip
     from safetensors.torch import save_file
 
+    model_cfg = model_cfg or TINY_CLIP_CONFIG
     torch.manual_seed(0)
     config = {
-        "model_cfg": TINY_CLIP_CONFIG,
+        "model_cfg": model_cfg,
         "preprocess_cfg": {
             "mean": list(open_clip.OPENAI_DATASET_MEAN),
             "std": list(open_clip.OPENAI_DATASET_STD),
         },
     }
     (out / "open_clip_config.json").write_text(json.dumps(config, indent=2))
-    model = open_clip.CLIP(**TINY_CLIP_CONFIG)
+    model = open_clip.CLIP(**model_cfg)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, out / "open_clip_model.safetensors")
-    (out / "STAND_IN.md").write_text("Tiny random-weight open_clip model (real CLIP BPE tokenizer).\n")
+    kind = "sigmoid-trained (SigLIP-style logit bias)" if "init_logit_bias" in model_cfg else "open_clip"
+    (out / "STAND_IN.md").write_text(f"Tiny random-weight {kind} model (real CLIP BPE tokenizer).\n")
+
+
+def _build_tiny_siglip(out: Path) -> None:
+    """A tiny CLIP with SigLIP's learnt logit bias (its scale and bias at SigLIP's initial values)."""
+    _build_tiny_clip(out, {**TINY_CLIP_CONFIG, "init_logit_bias": -10.0})
+
+
+# ------------------------------------------------------------------ twins of today's VLM families
+# Each builds from the family's own config and processor classes, with SmolLM2's tokenizer grown by
+# the family's special tokens and a chat template written from the family's documented format.
+
+QWEN_VL_TEMPLATE = (  # Qwen2-VL's ChatML with its default system turn; Qwen3-VL drops that turn
+    "{%- if SYSTEM and messages[0]['role'] != 'system' -%}"
+    "<|im_start|>system{{ '\\n' }}You are a helpful assistant.<|im_end|>{{ '\\n' }}{%- endif -%}"
+    "{%- for message in messages -%}"
+    "<|im_start|>{{ message['role'] }}{{ '\\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}<|vision_start|><|image_pad|><|vision_end|>"
+    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "<|im_end|>{{ '\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|im_start|>assistant{{ '\\n' }}{%- endif -%}"
+)
+
+QWEN_VL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>")
+
+
+def _tiny_qwen_vl_text(config_class, tokenizer, **extra):
+    return config_class(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], **extra},
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _qwen_vl_processor(processor_class, image_processor_class, video_processor_class, tokenizer, patch: int,
+                       system_turn: bool = True):
+    # 64x64 pixels at most: a few dozen patches, merged 2x2 into image tokens.
+    size = {"shortest_edge": (2 * patch) ** 2, "longest_edge": 64 * 64}
+    return processor_class(
+        image_processor=image_processor_class(size=size, patch_size=patch, merge_size=2, temporal_patch_size=2),
+        video_processor=video_processor_class(size=size, patch_size=patch, merge_size=2, temporal_patch_size=2),
+        tokenizer=tokenizer,
+        chat_template=QWEN_VL_TEMPLATE.replace("SYSTEM", "true" if system_turn else "false"),
+    )
+
+
+def _qwen_ids(tokenizer) -> dict[str, int]:
+    ids = tokenizer.convert_tokens_to_ids
+    return {"image_token_id": ids("<|image_pad|>"), "video_token_id": ids("<|video_pad|>"),
+            "vision_start_token_id": ids("<|vision_start|>"), "vision_end_token_id": ids("<|vision_end|>")}
+
+
+def _build_qwen2_vl(out: Path) -> None:
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
+    from transformers import Qwen2VLProcessor, Qwen2VLVideoProcessor
+    from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLTextConfig, Qwen2VLVisionConfig
+
+    tokenizer = _tokenizer_with("<|image_pad|>", QWEN_VL_TOKENS)
+    torch.manual_seed(0)
+    config = Qwen2VLConfig(
+        text_config=_tiny_qwen_vl_text(Qwen2VLTextConfig, tokenizer),
+        vision_config=Qwen2VLVisionConfig(depth=2, embed_dim=32, hidden_size=64, num_heads=4, patch_size=8),
+        **_qwen_ids(tokenizer),
+    )
+    model = Qwen2VLForConditionalGeneration(config)
+    processor = _qwen_vl_processor(Qwen2VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor, tokenizer, 8)
+    _finish(model, out, processor, "Tiny random-weight Qwen2-VL twin.")
+
+
+def _build_qwen2_5_vl(out: Path) -> None:
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import (
+        Qwen2_5_VLTextConfig,
+        Qwen2_5_VLVisionConfig,
+    )
+
+    tokenizer = _tokenizer_with("<|image_pad|>", QWEN_VL_TOKENS)
+    torch.manual_seed(0)
+    config = Qwen2_5_VLConfig(
+        text_config=_tiny_qwen_vl_text(Qwen2_5_VLTextConfig, tokenizer),
+        vision_config=Qwen2_5_VLVisionConfig(depth=2, hidden_size=32, intermediate_size=64, num_heads=4,
+                                             patch_size=8, out_hidden_size=64, window_size=32,
+                                             fullatt_block_indexes=[1]),
+        **_qwen_ids(tokenizer),
+    )
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    processor = _qwen_vl_processor(Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor, tokenizer, 8)
+    _finish(model, out, processor, "Tiny random-weight Qwen2.5-VL twin.")
+
+
+def _build_qwen3_vl(out: Path) -> None:
+    from transformers import Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers import Qwen3VLProcessor, Qwen3VLVideoProcessor
+    from transformers.models.qwen3_vl.configuration_qwen3_vl import Qwen3VLTextConfig, Qwen3VLVisionConfig
+
+    tokenizer = _tokenizer_with("<|image_pad|>", QWEN_VL_TOKENS)
+    torch.manual_seed(0)
+    text = _tiny_qwen_vl_text(Qwen3VLTextConfig, tokenizer, mrope_interleaved=True)
+    text.head_dim = 16
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config=Qwen3VLVisionConfig(depth=2, hidden_size=32, intermediate_size=64, num_heads=4,
+                                          patch_size=8, out_hidden_size=64, num_position_embeddings=64,
+                                          deepstack_visual_indexes=[0]),
+        **_qwen_ids(tokenizer),
+    )
+    model = Qwen3VLForConditionalGeneration(config)
+    processor = _qwen_vl_processor(Qwen3VLProcessor, Qwen2VLImageProcessor, Qwen3VLVideoProcessor, tokenizer, 8,
+                                   system_turn=False)
+    _finish(model, out, processor, "Tiny random-weight Qwen3-VL twin.")
+
+
+def _tokenizer_named(named: dict[str, str], extra: tuple[str, ...] = ()):
+    """SmolLM2's tokenizer grown by special tokens that the family's processor reads by role
+    (``tokenizer.boi_token``, ``tokenizer.context_image_token``, ...)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir(), extra_special_tokens=named)
+    tokenizer.add_special_tokens({"additional_special_tokens": [*named.values(), *extra]})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+GEMMA3_TEMPLATE = (  # Gemma's turns; the model answers in the "model" role
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}{{ '\\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}<start_of_image>"
+    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "<end_of_turn>{{ '\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<start_of_turn>model{{ '\\n' }}{%- endif -%}"
+)
+
+
+def _build_gemma3(out: Path) -> None:
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor
+    from transformers import Gemma3Processor, Gemma3TextConfig, SiglipVisionConfig
+
+    tokenizer = _tokenizer_named(
+        {"boi_token": "<start_of_image>", "image_token": "<image_soft_token>", "eoi_token": "<end_of_image>"},
+        ("<start_of_turn>", "<end_of_turn>"),
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    torch.manual_seed(0)
+    text = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16,
+        sliding_window=16, layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                image_size=32, patch_size=8, vision_use_head=False)
+    config = Gemma3Config(
+        text_config=text, vision_config=vision, mm_tokens_per_image=4,
+        boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
+        image_token_index=ids("<image_soft_token>"),
+    )
+    model = Gemma3ForConditionalGeneration(config)
+    processor = Gemma3Processor(
+        image_processor=Gemma3ImageProcessor(size={"height": 32, "width": 32}),
+        tokenizer=tokenizer, image_seq_length=4, chat_template=GEMMA3_TEMPLATE,
+    )
+    _finish(model, out, processor, "Tiny random-weight Gemma 3 twin (a sliding-window layer of 16 tokens).",
+            extra_eos=["<end_of_turn>"])
+
+
+IDEFICS3_TEMPLATE = (  # "User:...<end_of_utterance>\nAssistant:" turns
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "{{ message['role'] | capitalize }}:"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}<image>"
+    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "<end_of_utterance>{{ '\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}Assistant:{%- endif -%}"
+)
+
+
+def _build_idefics3(out: Path) -> None:
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor
+    from transformers import Idefics3Processor, Idefics3VisionConfig
+
+    grid = tuple(f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6))
+    tokenizer = _tokenizer_with("<image>", ("<fake_token_around_image>", "<end_of_utterance>", "<global-img>",
+                                            *grid))
+    torch.manual_seed(0)
+    config = Idefics3Config(
+        vision_config=Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                           num_attention_heads=4, image_size=32, patch_size=8),
+        text_config=_tiny_text_config(len(tokenizer), tokenizer),
+        scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = Idefics3ForConditionalGeneration(config)
+    # Images split into 32-pixel tiles (at most 2x2) plus a global view; 4 tokens per tile.
+    image_processor = Idefics3ImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4,
+                                  chat_template=IDEFICS3_TEMPLATE)
+    _finish(model, out, processor, "Tiny random-weight Idefics3 twin (SmolVLM's first architecture).",
+            extra_eos=["<end_of_utterance>"])
+
+
+INTERNVL_TEMPLATE = CHATML_VLM_TEMPLATE.replace("IMAGE_TOKEN", "<IMG_CONTEXT>")
+
+
+def _build_internvl(out: Path) -> None:
+    from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration
+    from transformers import InternVLProcessor, InternVLVideoProcessor, InternVLVisionConfig
+
+    tokenizer = _tokenizer_named({"start_image_token": "<img>", "end_image_token": "</img>",
+                                  "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"})
+    torch.manual_seed(0)
+    config = InternVLConfig(
+        vision_config=InternVLVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                           num_attention_heads=4, image_size=[32, 32], patch_size=[8, 8]),
+        text_config=_tiny_text_config(len(tokenizer), tokenizer),
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=4,
+        downsample_ratio=0.5,
+    )
+    model = InternVLForConditionalGeneration(config)
+    # Dynamic tiling: up to 4 tiles of 32 pixels plus a thumbnail; 4 tokens per tile.
+    image_processor = GotOcr2ImageProcessor(size={"height": 32, "width": 32}, crop_to_patches=True,
+                                            min_patches=1, max_patches=4)
+    processor = InternVLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                  video_processor=InternVLVideoProcessor(size={"height": 32, "width": 32}),
+                                  image_seq_length=4, chat_template=INTERNVL_TEMPLATE)
+    _finish(model, out, processor, "Tiny random-weight InternVL (transformers-native) twin.")
+
+
+# ------------------------------------------------- the paper's InternVL-Chat-1.0 in its own layout
+
+TINY_INTERN_VIT = {  # InternViT's config.json fields (InternViT-6B: qk-normed, RMS norms, no qkv bias)
+    "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "image_size": 32, "patch_size": 8, "qkv_bias": False, "qk_normalization": True,
+    "norm_type": "rms_norm", "layer_norm_eps": 1e-6, "initializer_factor": 0.1, "hidden_act": "gelu",
+}
+
+
+def intern_vit_state(cfg: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random weights named and shaped as an InternViT checkpoint (``embeddings.class_embedding``,
+    ``encoder.layers.N.attn.qkv``, ``ls1``, ...)."""
+    d, f, p = cfg["hidden_size"], cfg["intermediate_size"], cfg["patch_size"]
+    n = (cfg["image_size"] // p) ** 2 + 1
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator) * 0.1
+
+    state = {"embeddings.class_embedding": rand(1, 1, d), "embeddings.position_embedding": rand(1, n, d),
+             "embeddings.patch_embedding.weight": rand(d, 3, p, p), "embeddings.patch_embedding.bias": rand(d)}
+    for i in range(cfg["num_hidden_layers"]):
+        pre = f"encoder.layers.{i}."
+        state.update({
+            pre + "attn.qkv.weight": rand(3 * d, d), pre + "attn.q_norm.weight": 1 + rand(d),
+            pre + "attn.k_norm.weight": 1 + rand(d), pre + "attn.proj.weight": rand(d, d),
+            pre + "attn.proj.bias": rand(d), pre + "mlp.fc1.weight": rand(f, d), pre + "mlp.fc1.bias": rand(f),
+            pre + "mlp.fc2.weight": rand(d, f), pre + "mlp.fc2.bias": rand(d), pre + "norm1.weight": 1 + rand(d),
+            pre + "norm2.weight": 1 + rand(d), pre + "ls1": rand(d), pre + "ls2": rand(d),
+        })
+    return state
+
+
+def _build_internvl_chat(out: Path) -> None:
+    """Tiny InternVL-Chat-1.0: written in the LLaVA-codebase layout (chat repository + InternViT
+    repository), then converted by the same code that converts the real checkpoint."""
+    import tempfile
+
+    from safetensors.torch import save_file
+    from transformers import LlamaForCausalLM
+
+    from eta.checkpoints import internvl_chat
+
+    tokenizer = smollm2_tokenizer()
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    text_config = _tiny_text_config(len(tokenizer), tokenizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        chat_dir, vision_dir = Path(tmp) / "chat", Path(tmp) / "vision"
+        chat_dir.mkdir()
+        vision_dir.mkdir()
+        chat = {k: v.contiguous() for k, v in LlamaForCausalLM(text_config).state_dict().items()}
+        d_vision, d_text = TINY_INTERN_VIT["hidden_size"], text_config.hidden_size
+        chat.update({"model.mm_projector.0.weight": torch.randn(d_text, d_vision, generator=generator) * 0.1,
+                     "model.mm_projector.0.bias": torch.zeros(d_text),
+                     "model.mm_projector.2.weight": torch.randn(d_text, d_text, generator=generator) * 0.1,
+                     "model.mm_projector.2.bias": torch.zeros(d_text)})
+        save_file(chat, chat_dir / "model.safetensors")
+        chat_config = {**text_config.to_dict(), "architectures": ["LlavaLlamaForCausalLM"],
+                       "model_type": "llava", "mm_vision_tower": "./pretrained/intern_vit_6b_224px",
+                       "mm_projector_type": "mlp2x_gelu", "mm_vision_select_layer": -1,
+                       "mm_vision_select_feature": "patch", "mm_hidden_size": d_vision}
+        (chat_dir / "config.json").write_text(json.dumps(chat_config))
+        tokenizer.save_pretrained(chat_dir)
+        save_file(intern_vit_state(TINY_INTERN_VIT, generator), vision_dir / "model.safetensors")
+        (vision_dir / "config.json").write_text(json.dumps(TINY_INTERN_VIT))
+        internvl_chat.build_native(chat_dir, vision_dir, out)
+    (out / "STAND_IN.md").write_text("Tiny random-weight InternVL-Chat-1.0 twin, converted from its own layout.\n")
 
 
 # Bump when a builder changes, so caches built by older code are not reused.
@@ -497,8 +818,16 @@ TWIN_BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-llava-next": _build_llava_next,
     "tiny-llava-onevision": _build_llava_onevision,
     "tiny-mllama": _build_mllama,
+    "tiny-qwen2-vl": _build_qwen2_vl,
+    "tiny-qwen2.5-vl": _build_qwen2_5_vl,
+    "tiny-qwen3-vl": _build_qwen3_vl,
+    "tiny-idefics3": _build_idefics3,
+    "tiny-gemma3": _build_gemma3,
+    "tiny-internvl": _build_internvl,
+    "tiny-internvl-chat": _build_internvl_chat,
     "tiny-reward": _build_tiny_reward,
     "tiny-clip": _build_tiny_clip,
+    "tiny-siglip": _build_tiny_siglip,
     "tiny-armorm": _build_tiny_armorm,
     "tiny-internlm2": _build_tiny_internlm2,
 }

@@ -167,6 +167,14 @@ def notice(profile: Profile) -> str:
 PAPER_MODEL = "llava-1.5-7b"  # the paper's main backbone: its numbers stand beside stand-in runs too
 
 
+def paper_model(profile: Profile) -> str:
+    """Whose row of the paper stands beside a run: the profile's VLM where Table 1 has it
+    (``params/paper-<model>/``), else the main backbone's."""
+    from eta import report
+
+    return profile.models.vlm if profile.models.vlm in report.PAPER_REFERENCE["usr"] else PAPER_MODEL
+
+
 def paper_reference(section: str, labels: Sequence[str], model: str = PAPER_MODEL) -> dict[str, float]:
     """The paper's numbers for these methods, keyed ``benchmark/metric/method`` like ``flat_metrics``."""
     from eta import report

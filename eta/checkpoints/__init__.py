@@ -6,6 +6,8 @@ install, so the paper's two such checkpoints are read here by weight name instea
 * ``armorm``: ArmoRM's gated multi-objective reward head on transformers' ``LlamaModel``;
 * ``internlm2``: InternLM2 weights (MD-Judge-v0.2's, XComposer-2.5's language model) mapped onto
   ``LlamaForCausalLM``;
+* ``internvl_chat``: InternVL-Chat-1.0, trained with the LLaVA codebase and shipping no loadable code
+  at all, converted once onto ``LlavaForConditionalGeneration`` with InternViT as vision tower;
 * ``weights``: reading a checkpoint's config and safetensors files by name, with exact name checks.
 
 ``layout`` tells which of them a checkpoint is. A params file's ``trust_remote_code: true`` runs
