@@ -9,8 +9,13 @@ import sys
 from typing import Any
 
 from eta.config import ConfigError, load_profile, parse_override
+from eta.store import StoreError
 
 DEFAULT_PROFILE = "local"
+
+# Mistakes in what the user gave (files, names, values): one line on stderr and exit status 2.
+# LookupError covers unknown benchmarks, models and methods; OSError unreadable or misplaced files.
+USER_ERRORS = (ConfigError, ValueError, LookupError, OSError, StoreError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="answer one question with vanilla decoding and with ETA")
-    gen.add_argument("--question", required=True)
+    question = gen.add_mutually_exclusive_group(required=True)
+    question.add_argument("--question")
+    question.add_argument("--question-file", help="read the question from this UTF-8 text file")
     gen.add_argument("--image", default=None, help="path of an image file (omit for text-only)")
     gen.add_argument("--profile", default=DEFAULT_PROFILE, help="params profile name or YAML path")
     gen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -32,8 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true")
 
     judge = sub.add_parser("judge", help="score a file of responses")
-    judge.add_argument("judge", choices=["asr"], help="asr: refusal-string attack success rate")
+    judge.add_argument("judge", choices=["asr", "reward", "usr"],
+                       help="asr: refusal-string attack success rate; reward: the profile's post-evaluator "
+                            "score and unsafe flag per line; usr: the profile's safety judge")
     judge.add_argument("file", help="JSONL with `question` and `response` per line")
+    judge.add_argument("--profile", default=DEFAULT_PROFILE, help="profile of the reward model / judge")
+    judge.add_argument("--json", action="store_true", help="reward, usr: one JSON object per line only")
 
     score = sub.add_parser("score", help="score an answer file, or judge replies, written by another pipeline")
     what = score.add_mutually_exclusive_group(required=True)
@@ -51,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--profile", default=DEFAULT_PROFILE)
     ev.add_argument("--benchmark", required=True)
     ev.add_argument("--method", required=True, help="vanilla, eta, eta-deep-only, ..., ecso (list methods)")
-    ev.add_argument("--limit", type=int, default=None, help="a seeded subset of this many samples")
+    ev.add_argument("--limit", type=positive_int, default=None, help="a seeded subset of this many samples")
     ev.add_argument("--seed", type=int, default=None)
     ev.add_argument("--store", default=None, help="SQLite store (default: the profile's engine.store)")
     ev.add_argument("--data", default=None, help="benchmark release directory (default: env / ETA_DATA_DIR)")
@@ -59,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a profile value (repeatable)")
     ev.add_argument("--no-judge", action="store_true", help="generate only")
     ev.add_argument("--export", default=None, help="also write this run's records as JSONL here")
+    ev.add_argument("--overwrite", action="store_true",
+                    help="let --export replace an existing file that is not an earlier export")
     ev.add_argument("--json", action="store_true", help="print one JSON object of metrics")
 
     sub.add_parser("reproduce", help="run the analysis notebooks with papermill (see `reproduce --help`)",
@@ -77,10 +90,38 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--seed", type=int, default=0, help="with --only-needed: the subset's seed")
     fetch.add_argument("--dry-run", action="store_true", help="print sources, revisions, sizes and licences only")
 
-    cal = sub.add_parser("calibrate", help="print a reward model's scores on refusals vs compliance")
+    cal = sub.add_parser("calibrate", help="a reward model on human labels: test AUC, Youden threshold, confusion")
     cal.add_argument("--profile", default=DEFAULT_PROFILE)
     cal.add_argument("--json", action="store_true")
     return parser
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def read_question(args) -> str:
+    """The question of ``generate``: ``--question`` or the text of ``--question-file``."""
+    if args.question_file is None:
+        return args.question
+    from pathlib import Path
+
+    path = Path(args.question_file)
+    if path.is_dir():
+        raise ValueError(f"--question-file {path} is a directory, not a text file")
+    try:
+        return path.read_bytes().decode("utf-8").strip()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--question-file {path} not found") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--question-file {path} is not UTF-8 text (byte {err.start})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,20 +135,30 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, FileNotFoundError, ValueError, KeyError, PermissionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 2
 
 
+def error_text(exc: BaseException) -> str:
+    """One line for a user mistake (a KeyError's message without the quotes repr adds)."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
 def cmd_generate(args) -> int:
+    from eta.context import fit_questions
     from eta.method import ETA, open_image
 
     overrides = dict(parse_override(o) for o in args.overrides)
     profile = load_profile(args.profile, overrides)
-    if not args.question.strip():
+    question = read_question(args)
+    if not question.strip():
         raise ValueError("the question is empty")
-    open_image(args.image)  # fail on a bad image before any model is loaded
-    result = ETA.from_profile(profile).run(args.question, args.image, seed=args.seed)
+    image = open_image(args.image)  # fail on a bad image before any model is loaded
+    eta = ETA.from_profile(profile)
+    question = fit_questions(eta.vlm, [question], [image], profile.eta.max_new_tokens,
+                             truncate=profile.engine.long_question == "truncate", names=["the question"])[0]
+    result = eta.run(question, args.image, seed=args.seed)
     payload = {"profile": profile.name, "stand_in": profile.stand_in, **result.to_dict()}
     if args.json:
         print(json.dumps(payload, ensure_ascii=False))
@@ -154,6 +205,10 @@ def cmd_list(args) -> int:
 
 
 def cmd_judge(args) -> int:
+    if args.judge in ("reward", "usr"):
+        from eta.file_judging import judge_file
+
+        return judge_file(args.judge, args.file, load_profile(args.profile), as_json=args.json)
     from eta.judges import asr_from_jsonl
 
     print(json.dumps(asr_from_jsonl(args.file)))
@@ -174,17 +229,20 @@ def cmd_score(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from eta.engine import evaluate
-    from eta.store import Store
+    from eta.store import Store, check_export_path
 
     overrides = dict(parse_override(o) for o in args.overrides)
     profile = load_profile(args.profile, overrides)
-    with Store(args.store or profile.engine.store) as store:
+    store_path = args.store or profile.engine.store
+    if args.export:  # checked before any model loads
+        check_export_path(args.export, store_path, overwrite=args.overwrite)
+    with Store(store_path) as store:
         ev = evaluate(profile, args.benchmark, args.method, limit=args.limit, seed=args.seed, store=store,
                       data_root=args.data, judge=not args.no_judge)
         if ev is None:  # a shard other than the first: its part is in the store
             return 0
         if args.export:
-            store.export_jsonl(args.export, ev.records)
+            store.export_jsonl(args.export, ev.records, overwrite=args.overwrite)
     payload = ev.to_dict()
     if args.json:
         print(json.dumps(payload))

@@ -97,6 +97,10 @@ class JudgesConfig:
     helpfulness: str = "gpt-4-turbo"  # pairwise / 1-10 judge: an OpenAI-compatible model, or a local one
     helpfulness_backend: Literal["openai", "local"] = "openai"
     helpfulness_max_new_tokens: int = 512
+    # OpenAI-compatible endpoint only: seconds per request and attempts per prompt (timeouts, 429,
+    # 5xx and malformed replies are retried) before the prompt's verdict counts as invalid.
+    request_timeout_s: float = 60.0
+    request_attempts: int = 3
     # Local judges only: instead of generating free text, reply with the likeliest of the verdicts
     # the template allows (safe / unsafe, [[A]] / [[B]] / [[C]], scores 1-10), so that a weak
     # stand-in always gives a verdict. Off for real judges, whose free replies are parsed.
@@ -114,6 +118,12 @@ class EngineConfig:
     # counts N x (prompt + eta.max_new_tokens); inputs join as others finish. None: no bound.
     align_tokens: int | None = None
     store: str = "results/store.sqlite"  # a relative path is taken from the project root
+    # A sample that cannot run (an unreadable image, a question longer than the model's context):
+    # stop the run with an error naming it, or skip it (recorded with its reason and counted).
+    on_bad_sample: Literal["stop", "skip"] = "stop"
+    # A question whose prompt and max_new_tokens exceed the model's context: refuse it (with the
+    # token counts), or cut the question's end to fit.
+    long_question: Literal["refuse", "truncate"] = "refuse"
 
 
 @dataclass
@@ -155,10 +165,22 @@ def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     profile = build(Profile, raw, source=str(path))
     for key, value in (overrides or {}).items():
         set_dotted(profile, key, value, source="override")
+    check_thresholds(profile.eta, source=str(path))
     store = Path(profile.engine.store).expanduser()
     if not store.is_absolute():  # relative to the project (params/..), wherever a notebook or command runs
         profile.engine.store = str(params_dir().resolve().parent / store)
     return profile
+
+
+def check_thresholds(cfg: ETAConfig, score_range: tuple[float, float] | None = None,
+                     source: str = "config", reward_model: str = "the reward model") -> None:
+    """``tau_pre`` must lie on the cosine scale [-1, 1] and ``tau_post`` inside the reward model's
+    declared score range when it has one; otherwise every input would be judged alike."""
+    if not -1.0 <= cfg.tau_pre <= 1.0:
+        raise ConfigError(f"{source}: 'eta.tau_pre' = {cfg.tau_pre} is outside the cosine range [-1, 1]")
+    if score_range is not None and not score_range[0] <= cfg.tau_post <= score_range[1]:
+        raise ConfigError(f"{source}: 'eta.tau_post' = {cfg.tau_post} is outside the score range "
+                          f"[{score_range[0]:g}, {score_range[1]:g}] of {reward_model}")
 
 
 def read_profile(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:

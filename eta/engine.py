@@ -35,6 +35,7 @@ class Evaluation:
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: int = 0
     stand_in: bool = False
+    skipped_samples: list[dict[str, str]] = field(default_factory=list)  # where / why (on_bad_sample: skip)
 
     def frame(self):
         return to_dataframe(self.records)
@@ -46,7 +47,8 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.run.model, "method": self.run.method, "method_hash": self.run.method_hash,
                 "benchmark": self.run.benchmark, "seed": self.run.seed, "samples": len(self.records),
-                "skipped": self.skipped, "stand_in": self.stand_in, "metrics": self.metrics}
+                "skipped": self.skipped, "skipped_samples": self.skipped_samples, "stand_in": self.stand_in,
+                "metrics": self.metrics}
 
 
 # ----------------------------------------------------------------------------------- shared models
@@ -134,7 +136,7 @@ def shard_from_env() -> tuple[int, int]:
 def wait_for(store: Store, run: RunKey, keys: set[str], timeout_s: float = 24 * 3600) -> None:
     """Block until every key is in the store (other shards finishing their part)."""
     start = time.monotonic()
-    while not keys <= store.done_keys(run):
+    while not keys <= store.done_keys(run, with_skipped=True):
         if time.monotonic() - start > timeout_s:
             raise TimeoutError(f"shards did not finish {run} within {timeout_s} s")
         time.sleep(1.0)
@@ -159,30 +161,42 @@ def evaluate(
     progress: bool = True,
 ) -> Evaluation | None:
     """Generate (resuming from the store), judge and aggregate; None on shards other than the first."""
-    from eta.benchmarks import get_info, load_benchmark, load_image
+    from eta.benchmarks import get_info, load_benchmark
 
     seed = profile.seed if seed is None else seed
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive number of samples (or None for all), got {limit!r}")
     models = models or Models(profile)
     own_store = not isinstance(store, Store)
     store = store if isinstance(store, Store) else Store(store or profile.engine.store)
     try:
-        data = load_benchmark(benchmark, data_root, limit=limit, seed=seed)
+        data = load_benchmark(benchmark, data_root, limit=limit, seed=seed,
+                              skip_bad=profile.engine.on_bad_sample == "skip")
+        if not data:
+            where = data.root or "its embedded source"
+            raise ValueError(f"benchmark {benchmark!r} has no samples in {where}"
+                             + (f" ({len(data.skipped)} unreadable, skipped)" if data.skipped else "")
+                             + "; check the data directory")
         spec = get_method(method)
         cfg = method_config(spec, profile, overrides)
         run = RunKey(model=profile.models.vlm, method=method,
                      method_hash=stable_hash(method_params(spec, profile, cfg)), benchmark=benchmark, seed=seed)
         index, count = shard or shard_from_env()
         mine = [ex for i, ex in enumerate(data) if i % count == index]
-        done = store.done_keys(run)
+        done = store.done_keys(run)  # samples skipped on an earlier run are tried again
         todo = [ex for ex in mine if run.key(ex.id) not in done]
         log.info("%s / %s / %s: %d samples, %d stored, %d to run (shard %d of %d)", run.model, method,
                  benchmark, len(mine), len(mine) - len(todo), len(todo), index + 1, count)
         if todo:
-            _, _, runner = build_runner(models, method, overrides, seed)
+            _, cfg, runner = build_runner(models, method, overrides, seed)
             bar = tqdm(total=len(todo), desc=f"{method} on {benchmark}", disable=not progress, unit="sample")
             for batch in batches(todo, profile.engine.batch_size):
-                images = [load_image(ex) if ex.image is not None else None for ex in batch]
-                records = runner.run_batch([ex.id for ex in batch], [ex.question for ex in batch], images)
+                batch, questions, images = model_inputs(
+                    batch, models.vlm, cfg.max_new_tokens, profile.engine,
+                    skip=lambda ex, why: store.put(run, ex.id, skipped_record(ex, why)))
+                if not batch:
+                    continue
+                records = runner.run_batch([ex.id for ex in batch], questions, images)
                 for ex, record in zip(batch, records):
                     record.update(category=ex.category, image=str(ex.image) if ex.image else None)
                     store.put(run, ex.id, record)
@@ -195,13 +209,55 @@ def evaluate(
         info = get_info(benchmark)
         if judge:
             judge_records(store, run, data, info.kind, models)
-        records = store.get(run, [ex.id for ex in data])
-        return Evaluation(run=run, records=records,
-                          metrics=aggregate(records, info.kind, data, profile.judges.protocol),
-                          skipped=len(data.skipped), stand_in=profile.stand_in)
+        stored = store.get(run, [ex.id for ex in data])
+        records = [r for r in stored if "skipped" not in r]
+        skipped = [{"where": s.where, "reason": s.reason} for s in data.skipped] + [
+            {"where": f"{benchmark}/{r['sample_id']}", "reason": r["skipped"]} for r in stored if "skipped" in r]
+        if not records:
+            raise ValueError(f"{benchmark}: every sample was skipped; first: {skipped[0]['where']}: "
+                             f"{skipped[0]['reason']}")
+        metrics = aggregate(records, info.kind, data, profile.judges.protocol)
+        if skipped:
+            from eta.metrics import aggregate as mean_metric
+
+            metrics["skipped_rate"] = mean_metric("skipped_rate", [True] * len(skipped) + [False] * len(records),
+                                                  direction="lower", kind="rate").to_dict()
+        return Evaluation(run=run, records=records, metrics=metrics, skipped=len(skipped), stand_in=profile.stand_in,
+                          skipped_samples=skipped)
     finally:
         if own_store:
             store.close()
+
+
+def model_inputs(batch: list, vlm, max_new_tokens: int, engine, skip) -> tuple[list, list[str], list]:
+    """(examples, questions, images) of a batch ready for the model: images decoded, questions
+    checked against the context (``engine.long_question``). A sample that cannot run stops the run
+    with an error naming it, or with ``engine.on_bad_sample: skip`` goes to ``skip(example, reason)``."""
+    from eta.benchmarks import BadDataError, load_image
+    from eta.context import ContextTooLongError, fit_questions
+
+    kept, questions, images = [], [], []
+    for ex in batch:
+        try:
+            image = load_image(ex) if ex.image is not None else None
+            question = fit_questions(vlm, [ex.question], [image], max_new_tokens,
+                                     truncate=engine.long_question == "truncate", names=[f"{ex.benchmark}/{ex.id}"])[0]
+        except (BadDataError, ContextTooLongError) as err:
+            if engine.on_bad_sample == "stop":
+                raise
+            log.warning("skipping %s/%s: %s", ex.benchmark, ex.id, err)
+            skip(ex, str(err))
+            continue
+        kept.append(ex)
+        questions.append(question)
+        images.append(image)
+    return kept, questions, images
+
+
+def skipped_record(ex, reason: str) -> dict[str, Any]:
+    """What the store keeps of a skipped sample (a later run tries it again)."""
+    return {"skipped": reason, "question": ex.question, "category": ex.category,
+            "image": str(ex.image) if ex.image else None}
 
 
 def batches(items: list, size: int):
@@ -220,9 +276,12 @@ def batches(items: list, size: int):
 
 
 def judge_names(profile: Profile) -> dict[str, str]:
+    from eta.safety_classifier import CLASSIFIER_JUDGES
+
     j = profile.judges
     constrained = ":constrained" if j.constrained else ""
-    return {"refusal": "refusal", "safety": f"{j.safety}:{j.safety_template}{constrained}"}
+    safety = j.safety if j.safety in CLASSIFIER_JUDGES else f"{j.safety}:{j.safety_template}{constrained}"
+    return {"refusal": "refusal", "safety": safety}
 
 
 def judge_records(store: Store, run: RunKey, data, kind: str, models: Models) -> None:
@@ -231,7 +290,7 @@ def judge_records(store: Store, run: RunKey, data, kind: str, models: Models) ->
 
     profile = models.profile
     names = judge_names(profile)
-    records = store.get(run, [ex.id for ex in data])
+    records = [r for r in store.get(run, [ex.id for ex in data]) if "skipped" not in r]
     for record in records:
         if names["refusal"] not in record["verdicts"]:
             refused = is_refusal(record["response"])
@@ -252,7 +311,11 @@ def safety_judge(models: Models):
     from eta.judges import MD_JUDGE_TEMPLATE, MD_JUDGE_TEMPLATE_ETA, llama_guard_judge, md_judge
     from eta.judges.safety import VERDICTS
 
+    from eta.safety_classifier import CLASSIFIER_JUDGES, get_classifier_judge
+
     j = models.profile.judges
+    if j.safety in CLASSIFIER_JUDGES:  # a trained text classifier, not a generative judge
+        return get_classifier_judge(j.safety)
     generator = models.text_generator(j.safety, j.safety_max_new_tokens, j.trust_remote_code,
                                       choices=VERDICTS[j.safety_template] if j.constrained else ())
     if j.safety_template == "llama-guard":

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from eta.config import ETAConfig, Profile
+from eta.config import ETAConfig, Profile, check_thresholds
 from eta.decoding import (
     AlignJob,
     SentenceRequest,
@@ -29,6 +29,7 @@ from eta.decoding import (
     prefill_batch,
     sample_continuations,
 )
+from eta.images import read_rgb, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +74,10 @@ def branch_name(cfg: ETAConfig) -> str:
 
 
 def open_image(image: Image.Image | str | Path | None) -> Image.Image | None:
-    """An RGB image from a PIL image or a file path; errors name the file."""
+    """An RGB image from a PIL image or a file path; errors name the file (see ``eta.images``)."""
     if image is None or isinstance(image, Image.Image):
-        return image.convert("RGB") if image is not None else None
-    path = Path(image)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
+        return to_rgb(image) if image is not None else None
+    return read_rgb(image)
 
 
 def stable_seed(seed: int, *parts: str) -> int:
@@ -98,6 +92,8 @@ class ETA:
                  align_tokens: int | None = None):
         if cfg.num_candidates < 1 or cfg.max_sentence_tokens < 1 or cfg.max_new_tokens < 1:
             raise ValueError("num_candidates, max_sentence_tokens and max_new_tokens must be >= 1")
+        check_thresholds(cfg, getattr(reward_model, "score_range", None), reward_model=getattr(
+            reward_model, "name", "the reward model"))
         # Shared by ETA variants on the same models: the greedy vanilla answer of an input (image
         # given by path) and its post-score do not depend on the variant, so they are made once.
         self.vanilla_memo = vanilla_memo

@@ -86,6 +86,8 @@ def method_params(spec: MethodSpec, profile: Profile, cfg: ETAConfig) -> dict[st
         params.update(eta=to_dict(cfg), reward_model=profile.models.reward_model, clip=profile.models.clip)
     if spec.kind == "ecso":
         params.update(prompts=[ECSO_TELL_PROMPT, ECSO_CAPTION_PROMPT, ECSO_ANSWER_PROMPT])
+    if profile.engine.long_question == "truncate":  # cut questions answer differently (refused ones are not stored)
+        params["long_question"] = "truncate"
     return params
 
 

@@ -84,6 +84,9 @@ for _spec in [
     ModelSpec("smollm2-llava", "vlm", "embedded:smollm2-llava",
               "LLaVA architecture with SmolLM2-135M as language model; untrained vision tower, "
               "images carry no signal", stand_in=True),
+    ModelSpec("smollm2-safety-rm", "reward", "embedded:smollm2-safety-rm",
+              "SmolLM2-135M features + logistic-regression safety head trained on pyrit's human labels "
+              "and SmolLM2's own answers (built on first use)", stand_in=True, loader="sequence-classification"),
     ModelSpec("smollm2-judge", "reward", "embedded:smollm2",
               "SmolLM2-135M as a generative safety judge: score = P(Yes) of 'is this response safe?'",
               stand_in=True, loader="generative-judge"),
@@ -165,6 +168,10 @@ def local_path(spec: ModelSpec) -> str:
         return str(twins.smollm2_dir())
     if spec.source == "embedded:smollm2-llava":
         return str(twins.smollm2_llava_dir())
+    if spec.source == "embedded:smollm2-safety-rm":
+        from eta.safety_rm import smollm2_safety_rm_dir
+
+        return str(smollm2_safety_rm_dir())
     if spec.loader == "internvl-chat-llava":
         from eta.checkpoints import internvl_chat
 

@@ -1,5 +1,10 @@
 """Headline numbers of a run: each notebook's ``metrics.json``, the index page, run comparisons.
 
+The index page (``results/<run>/index.html``) stands alone in any browser: per notebook its status,
+its headline figure (the first figure of the executed notebook, embedded as PNG), its numbers
+beside the paper's, and a warning beside every metric whose judge gave too many invalid verdicts;
+a banner says when the models are stand-ins and when the run did not finish.
+
 The paper's reference numbers live here as data (``PAPER_REFERENCE``), in this project's units:
 rates (USR, accuracies, win-tie) as fractions in [0, 1], MME in points, times in seconds or
 minutes as the key says. The paper prints percentages; ``_percent`` converts them, so the
@@ -216,7 +221,63 @@ def run_metrics(results_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 def read_status(results_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(results_dir) / STATUS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:  # written atomically by reproduce; anything else is not ours
+        log.warning("%s is not valid JSON; ignored", path)
+        return {}
+
+
+def is_complete(status: Mapping[str, Any]) -> bool:
+    """Whether a run folder's status says it finished. A folder without a status (notebooks run by
+    hand) is not flagged; one from before the state existed counts as finished once its total time
+    was written."""
+    if not status:
+        return True
+    state = status.get("state")
+    return state == "complete" if state is not None else status.get("elapsed_s") is not None
+
+
+# ------------------------------------------------------------------------ invalid verdicts
+
+INVALID_METRIC = "invalid_rate"
+DEFAULT_MAX_INVALID_RATE = 0.2
+
+
+def invalid_flags(entry: Mapping[str, Any], threshold: float = DEFAULT_MAX_INVALID_RATE) -> dict[str, str]:
+    """metric key -> warning, for every ``benchmark/invalid_rate[/method]`` above ``threshold`` and
+    every metric of the same benchmark and method that rests on that judge's verdicts."""
+    metrics = entry.get("metrics", {})
+    flags: dict[str, str] = {}
+    for key, value in metrics.items():
+        bench, _, rest = key.partition("/")
+        name, _, method = rest.partition("/")
+        if name != INVALID_METRIC or value is None or value <= threshold:
+            continue
+        note = f"{value:.0%} of the judge's verdicts were invalid (more than {threshold:.0%})"
+        for other in metrics:
+            o_bench, _, o_rest = other.partition("/")
+            o_name, _, o_method = o_rest.partition("/")
+            if o_bench == bench and o_method == method and (o_name in JUDGED_METRICS or other == key):
+                flags[other] = note
+    return flags
+
+
+# metrics computed from a judge's verdicts (an invalid verdict shrinks the sample they rest on)
+JUDGED_METRICS = ("usr", "invalid_rate", "win_tie", "win_rate", "tie_rate", "lose_rate", "helpful_score",
+                  "helpfulness")
+
+
+def invalid_rate_warnings(results_dir: str | os.PathLike,
+                          threshold: float = DEFAULT_MAX_INVALID_RATE) -> list[str]:
+    """One line per notebook metric whose invalid-verdict rate passes ``threshold``."""
+    lines = []
+    for notebook, entry in run_metrics(results_dir).items():
+        for key, value in entry.get("metrics", {}).items():
+            if key.split("/")[1:2] == [INVALID_METRIC] and value is not None and value > threshold:
+                lines.append(f"{notebook}: {key} = {value:.2f} is above {threshold:g}: the judge's verdicts "
+                             f"were mostly unusable, so the metrics beside it rest on few samples")
+    return lines
 
 
 # -------------------------------------------------------------------------------- index page
@@ -233,22 +294,70 @@ def _fmt(value: Any) -> str:
 STYLE = """body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 td:first-child,th:first-child{text-align:left}th{background:#f4f4f4}.banner{background:#fff3cd;border:2px solid #e0a800;
-padding:.8em 1em;font-weight:600}.failed{color:#b00020;font-weight:600}.ok{color:#1b7f3a}pre{white-space:pre-wrap;background:#f8f8f8;padding:.5em}"""
+padding:.8em 1em;font-weight:600}.failed{color:#b00020;font-weight:600}.ok{color:#1b7f3a}pre{white-space:pre-wrap;background:#f8f8f8;padding:.5em}
+.incomplete{background:#fde2e1;border:2px solid #b00020;padding:.8em 1em;font-weight:600}
+.warn{color:#8a5300;font-weight:600}figure{margin:.5em 0 1em}figure img{max-width:100%;border:1px solid #ddd}
+figcaption{font-size:.9em;color:#555}td.note{text-align:left}"""
+
+# Marks every figure as loaded or broken once the browser has decoded it (a broken one says so).
+FIGURE_CHECK = """document.querySelectorAll('figure img').forEach(function (img) {
+  function mark() {
+    img.dataset.state = img.naturalWidth > 0 ? 'loaded' : 'broken';
+    if (img.naturalWidth === 0) { img.insertAdjacentText('afterend', ' (this figure failed to load)'); }
+  }
+  if (img.complete) { mark(); } else { img.addEventListener('load', mark); img.addEventListener('error', mark); }
+});"""
+
+INCOMPLETE_BANNER = ("This run did NOT finish: it was stopped (or is still running) before its last notebook. "
+                     "Numbers below may be missing or stale; rerun it with the same --run-id to replace them.")
 
 STAND_IN_BANNER = ("These results come from STAND-IN models (tiny random twins or the SmolLM2 stand-ins), "
                    "not the paper's checkpoints. They show that the pipeline runs; they are not a "
                    "reproduction of the paper's numbers, which are shown beside them for reference only.")
 
 
-def _metrics_table(entry: Mapping[str, Any]) -> str:
-    rows = ["<tr><th>metric</th><th>ours</th><th>paper</th></tr>"]
+def _metrics_table(entry: Mapping[str, Any], threshold: float = DEFAULT_MAX_INVALID_RATE) -> str:
+    rows = ["<tr><th>metric</th><th>ours</th><th>paper</th><th>note</th></tr>"]
     paper = entry.get("paper", {})
+    flags = invalid_flags(entry, threshold)
     for key, value in entry.get("metrics", {}).items():
-        rows.append(f"<tr><td>{html.escape(key)}</td><td>{_fmt(value)}</td><td>{_fmt(paper.get(key))}</td></tr>")
-    return "<table>" + "".join(rows) + "</table>"
+        note = f"<span class='warn' title='{html.escape(flags[key])}'>&#9888; {html.escape(flags[key])}</span>" \
+            if key in flags else ""
+        rows.append(f"<tr><td>{html.escape(key)}</td><td>{_fmt(value)}</td><td>{_fmt(paper.get(key))}</td>"
+                    f"<td class='note'>{note}</td></tr>")
+    return "<table class='metrics'>" + "".join(rows) + "</table>"
 
 
-def _notebook_section(name: str, status: Mapping[str, Any], entry: Mapping[str, Any] | None, root: Path) -> str:
+def headline_figure(executed: Path) -> tuple[str, str] | None:
+    """(base64 PNG, caption) of the first figure an executed notebook shows, or None."""
+    import nbformat
+
+    try:
+        notebook = nbformat.read(str(executed), as_version=4)
+    except Exception as exc:  # a notebook cut short by a kill may not parse; the page is built anyway
+        log.warning("%s: cannot read figures: %s", executed, exc)
+        return None
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png") if isinstance(output, Mapping) else None
+            if png:
+                caption = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+                return "".join(png.split()), caption
+    return None
+
+
+def _figure(name: str, root: Path) -> str:
+    found = headline_figure(root / f"{name}.ipynb") if (root / f"{name}.ipynb").is_file() else None
+    if found is None:
+        return ""
+    png, caption = found
+    return (f"<figure class='headline'><img alt='{html.escape(name)} headline figure' "
+            f"src='data:image/png;base64,{png}'><figcaption>headline figure of {html.escape(name)} "
+            f"(<code>{html.escape(caption[:100])}</code>)</figcaption></figure>")
+
+
+def _notebook_section(name: str, status: Mapping[str, Any], entry: Mapping[str, Any] | None, root: Path,
+                      threshold: float = DEFAULT_MAX_INVALID_RATE) -> str:
     parts = [f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>"]
     links = [f"<a href='{html.escape(f)}'>{label}</a>"
              for f, label in ((f"{name}.html", "executed notebook (HTML)"), (f"{name}.ipynb", "notebook (.ipynb)"))
@@ -263,8 +372,9 @@ def _notebook_section(name: str, status: Mapping[str, Any], entry: Mapping[str, 
     parts.append(f"<p>{line}{' &middot; ' if links else ''}{' &middot; '.join(links)}</p>")
     if status.get("error"):
         parts.append(f"<pre>{html.escape(status['error'])}</pre>")
+    parts.append(_figure(name, root))
     if entry:
-        parts.append(_metrics_table(entry))
+        parts.append(_metrics_table(entry, threshold))
         for key, note in entry.get("notes", {}).items():
             parts.append(f"<p><i>{html.escape(key)}</i>: {html.escape(note)}</p>")
     return "\n".join(parts)
@@ -278,19 +388,29 @@ def build_index(results_dir: str | os.PathLike) -> Path:
     by_name = {n["name"]: n for n in status.get("notebooks", [])}
     names = list(dict.fromkeys([*by_name, *metrics]))
     stand_in = any(m.get("stand_in") for m in metrics.values()) or bool(status.get("stand_in"))
+    threshold = float(status.get("max_invalid_rate", DEFAULT_MAX_INVALID_RATE))
     title = f"ETA reproduction &middot; run {html.escape(status.get('run_id', root.name))}"
     header = [f"<h1>{title}</h1>"]
     facts = [f"profile <b>{html.escape(str(status.get('profile', '?')))}</b>"]
     if status.get("elapsed_s") is not None:
         facts.append(f"total {status['elapsed_s']:.1f} s")
     failed = [n for n, s in by_name.items() if s.get("status") != "ok"]
-    facts.append(f"<span class='failed'>{len(failed)} failed</span>" if failed else "all notebooks ran")
+    if not is_complete(status):
+        facts.append("<span class='failed'>incomplete</span>")
+    facts.append(f"<span class='failed'>{len(failed)} failed</span>" if failed else
+                 ("all notebooks ran" if is_complete(status) else f"{len(by_name)} notebook(s) done"))
     header.append(f"<p>{' &middot; '.join(facts)}</p>")
+    if status and not is_complete(status):
+        header.append(f"<div class='incomplete'>{html.escape(INCOMPLETE_BANNER)}</div>")
     if stand_in:
         header.append(f"<div class='banner'>{html.escape(STAND_IN_BANNER)}</div>")
-    body = [_notebook_section(name, by_name.get(name, {}), metrics.get(name), root) for name in names]
+    warnings = invalid_rate_warnings(root, threshold)
+    if warnings:
+        header.append("<ul class='warn'>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul>")
+    body = [_notebook_section(name, by_name.get(name, {}), metrics.get(name), root, threshold) for name in names]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>ETA run {html.escape(root.name)}</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(header)}{''.join(body)}</body></html>\n")
+            f"<style>{STYLE}</style></head><body>{''.join(header)}{''.join(body)}"
+            f"<script>{FIGURE_CHECK}</script></body></html>\n")
     out = root / INDEX_FILE
     out.write_text(page)
     log.info("index: %s", out)
@@ -333,8 +453,13 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], results_root: str | os.P
                 if key in entry.get("paper", {}):
                     paper.setdefault((notebook, key), entry["paper"][key])
         columns[root.name] = column
+        status = read_status(root)
+        if status.get("profile"):
+            profiles.add(status["profile"])
         runs[root.name] = {"path": str(root), "profiles": sorted(p for p in profiles if p),
-                           "stand_in": any(e.get("stand_in") for e in run_metrics(root).values())}
+                           "stand_in": any(e.get("stand_in") for e in run_metrics(root).values())
+                           or bool(status.get("stand_in")),
+                           "complete": is_complete(status)}
     frame = pd.DataFrame(columns)
     if not frame.empty:
         frame["paper"] = pd.Series(paper, dtype=float)

@@ -5,6 +5,12 @@ papermill into ``results/<run-id>/<notebook>.ipynb`` with the parameters of
 ``params/<profile>/<notebook>.yaml`` (strict: a key the notebook's ``parameters`` cell does not
 define is an error), exported to HTML, and expected to write ``results/<run-id>/<notebook>/metrics.json``.
 A failed notebook is recorded and the others still run; the index page is built in any case.
+The run folder's ``reproduce.json`` says ``"state": "running"`` until the last notebook is done,
+so a folder left by a killed run reads as incomplete in ``compare`` and on the index page.
+Rerunning a notebook into an existing run id first removes that notebook's earlier outputs and
+its offline W&B run (each notebook's W&B files live in its own output folder). A metric whose
+judge gave invalid verdicts for more than ``--max-invalid-rate`` of the samples is reported as a
+warning line, and marked on the index page.
 
 Before anything runs, a preflight lists every checkpoint, data directory or credential the
 selected notebooks need and that is missing, with where to get it, and stops. A notebook says
@@ -324,8 +330,12 @@ def model_missing(role: str, name: str, profile: Profile) -> Missing | None:
     """Check one model of the profile without loading it."""
     from eta.models import source_of
 
+    from eta.safety_classifier import CLASSIFIER_JUDGES
+
     if name in ("", "none", "None"):
         return None
+    if role == "judges.safety" and name in CLASSIFIER_JUDGES:
+        return None  # trained on first use from pinned PyPI data
     if role == "judges.helpfulness" and profile_value(profile, "judges.helpfulness_backend") == "openai":
         if os.environ.get("OPENAI_API_KEY"):
             return None
@@ -473,9 +483,29 @@ def execute(plan: NotebookPlan, run_dir: Path, profile: str, run_id: str, positi
 
 
 def write_status(run_dir: Path, payload: dict[str, Any]) -> None:
+    """The run's status file, replaced atomically (a kill never leaves half a file)."""
     from eta.report import STATUS_FILE
 
-    (run_dir / STATUS_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+    tmp = run_dir / f".{STATUS_FILE}.tmp"
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(run_dir / STATUS_FILE)
+
+
+def clear_outputs(run_dir: Path, name: str) -> list[Path]:
+    """Remove what an earlier run of notebook ``name`` left in ``run_dir`` (its output folder with
+    its metrics and offline W&B run, the executed notebook and its HTML); return what was removed."""
+    import shutil
+
+    removed = []
+    for path in (run_dir / name, run_dir / f"{name}.ipynb", run_dir / f"{name}.html"):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
 
 
 def new_run_id(profile: str) -> str:
@@ -484,7 +514,7 @@ def new_run_id(profile: str) -> str:
 
 def reproduce(profile: str, notebooks: list[str] | None = None, *, results_root: str | os.PathLike = "results",
               run_id: str | None = None, dry_run: bool = False, notebooks_dir: str | os.PathLike | None = None,
-              params_root: str | os.PathLike | None = None) -> Path:
+              params_root: str | os.PathLike | None = None, max_invalid_rate: float = 0.2) -> Path:
     """Run the selected notebooks for ``profile``; return ``results/<run-id>``.
 
     Raises ``PreflightError`` (nothing run) when something needed is missing, and
@@ -508,29 +538,55 @@ def reproduce(profile: str, notebooks: list[str] | None = None, *, results_root:
         return run_dir
     if missing:
         raise PreflightError(missing, cfg.name)
-    return run_plans(cfg, plans, run_dir, run_id, started)
+    if not 0.0 <= max_invalid_rate <= 1.0:
+        raise ConfigError(f"max_invalid_rate must lie in [0, 1], got {max_invalid_rate}")
+    check_store_of(cfg)
+    return run_plans(cfg, plans, run_dir, run_id, started, max_invalid_rate=max_invalid_rate)
 
 
-def run_plans(cfg: Profile, plans: Sequence[NotebookPlan], run_dir: Path, run_id: str, started: float) -> Path:
-    from eta.report import build_index
+def check_store_of(cfg: Profile) -> None:
+    """A damaged or unwritable results store stops the run before any notebook starts."""
+    from eta.store import StoreError, check_store
+
+    try:
+        check_store(cfg.engine.store)
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def run_plans(cfg: Profile, plans: Sequence[NotebookPlan], run_dir: Path, run_id: str, started: float,
+              max_invalid_rate: float = 0.2) -> Path:
+    from eta.report import build_index, invalid_rate_warnings, read_status
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    status: dict[str, Any] = {"run_id": run_id, "profile": cfg.name, "stand_in": cfg.stand_in,
-                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "notebooks": [], "elapsed_s": None}
-    wandb_dir = os.environ.get("WANDB_DIR") or str(run_dir.resolve())
+    selected = {plan.name for plan in plans}
+    earlier = [n for n in read_status(run_dir).get("notebooks", []) if n.get("name") not in selected]
+    for plan in plans:
+        for path in clear_outputs(run_dir, plan.name):
+            log.info("%s: removed the earlier run's %s", plan.name, path)
+    status: dict[str, Any] = {"run_id": run_id, "profile": cfg.name, "stand_in": cfg.stand_in, "state": "running",
+                              "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                              "max_invalid_rate": max_invalid_rate, "notebooks": list(earlier), "elapsed_s": None}
+    write_status(run_dir, status)  # a kill from here on leaves the folder marked as running
+    own_wandb = not os.environ.get("WANDB_DIR")
     try:
-        with environment(ETA_RUN_ID=run_id, WANDB_DIR=wandb_dir):
+        with environment(ETA_RUN_ID=run_id):
             for number, plan in enumerate(plans, 1):
-                result = execute(plan, run_dir, cfg.name, run_id, position=f"[{number}/{len(plans)}]")
+                wandb_dir = str((run_dir / plan.name).resolve()) if own_wandb else os.environ["WANDB_DIR"]
+                with environment(WANDB_DIR=wandb_dir):
+                    result = execute(plan, run_dir, cfg.name, run_id, position=f"[{number}/{len(plans)}]")
                 status["notebooks"].append(asdict(result))
                 write_status(run_dir, status)
-    finally:
+        status["state"] = "complete"
+    finally:  # interrupted (Ctrl-C): the state stays "running", the index shows what there is
         status["elapsed_s"] = round(time.perf_counter() - started, 2)
         write_status(run_dir, status)
         index = build_index(run_dir)
     failed = [n["name"] for n in status["notebooks"] if n["status"] != "ok"]
     print(f"reproduce: {len(status['notebooks'])} notebook(s), {len(failed)} failed, "
           f"total {status['elapsed_s']:.1f} s -> {index}")
+    for line in invalid_rate_warnings(run_dir, max_invalid_rate):
+        print(f"warning: {line}", file=sys.stderr)
     if failed:
         raise ReproduceFailed(run_dir, failed)
     return run_dir
@@ -549,6 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--run-id", default=None, help="results/<run-id>/ (default: time stamp and profile)")
     rep.add_argument("--results-root", default="results")
     rep.add_argument("--dry-run", action="store_true", help="print the plan and the preflight; run nothing")
+    rep.add_argument("--max-invalid-rate", type=float, default=0.2,
+                     help="warn about a metric whose judge gave more invalid verdicts than this fraction")
     cmp_ = sub.add_parser("compare", help="headline metrics of local runs side by side")
     cmp_.add_argument("runs", nargs="+", help="run ids under --results-root, or run directories")
     cmp_.add_argument("--results-root", default="results")
@@ -568,15 +626,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "compare":
             return cmd_compare(args)
         reproduce(args.profile, parse_selection(args.notebooks), results_root=args.results_root,
-                  run_id=args.run_id, dry_run=args.dry_run)
+                  run_id=args.run_id, dry_run=args.dry_run, max_invalid_rate=args.max_invalid_rate)
     except PreflightError as exc:
         print(str(exc), file=sys.stderr)
         return 2
     except ReproduceFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, FileNotFoundError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, OSError, LookupError) as exc:
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
         return 2
     return 0
 
@@ -589,6 +647,8 @@ def cmd_compare(args) -> int:
     frame = compare_runs(args.runs, results_root=args.results_root)
     for name, info in frame.attrs.get("runs", {}).items():
         flag = "  [stand-in models]" if info["stand_in"] else ""
+        if not info.get("complete", True):
+            flag += "  [INCOMPLETE: the run stopped before it finished, or is still running]"
         print(f"{name}: profile {', '.join(info['profiles']) or '?'}{flag}")
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(frame.to_string() if not frame.empty else "(no metrics.json in these runs)")

@@ -510,7 +510,7 @@ def test_pairwise_over_http_retries_then_succeeds(server, sleeps, failure):
 def test_retries_are_bounded_and_back_off_exponentially(server, sleeps):
     server.script.extend([("status", 429)] * 4)
     verdict = j.PairwiseJudge(make_client(server, sleeps, max_attempts=4)).judge([pair()])[0]
-    assert verdict.outcome == "invalid" and verdict.raw is None
+    assert verdict.outcome == "invalid" and verdict.raw == "no reply after 4 attempts: HTTP 429"
     assert len(server.requests) == 4
     assert sleeps == [0.001, 0.002, 0.004]
 

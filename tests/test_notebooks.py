@@ -91,6 +91,23 @@ def files_with(root: Path, needle: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
+def asr_from_store(samples: Path, benchmark: str, method: str) -> float:
+    """Attack success rate read straight from the SQLite store (SQL and a mean, no eta code):
+    the notebook's samples file says which result keys the run used."""
+    import json
+    import sqlite3
+
+    from eta.config import load_profile
+
+    keys = [r["key"] for r in map(json.loads, samples.read_text().splitlines())
+            if r["benchmark"] == benchmark and r["method"] == method]
+    with sqlite3.connect(f"file:{load_profile('tiny').engine.store}?mode=ro", uri=True) as conn:
+        rows = conn.execute(f"SELECT payload FROM verdicts WHERE judge = 'refusal' AND result_key IN "
+                            f"({','.join('?' * len(keys))})", keys).fetchall()
+    assert keys and len(rows) == len(keys)
+    return sum(json.loads(payload)["attack_success"] for (payload,) in rows) / len(rows)
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=ids)
 def test_notebook_runs_with_tiny_profile(notebook, tmp_path, monkeypatch):
     wandb_dir = tmp_path / "wandb-files"
@@ -139,6 +156,10 @@ def test_notebook_runs_with_tiny_profile(notebook, tmp_path, monkeypatch):
     logged = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
     assert b"executed-notebook" in logged, "the executed notebook is logged as an artifact"
     assert "NOT the paper's models" in data["notes"]
+
+    if notebook.stem == "02_harmlessness":  # a headline value recomputed from the store itself
+        assert entry["metrics"]["embedded-harm/asr/eta"] == pytest.approx(
+            asr_from_store(run_dir / notebook.stem / "samples.jsonl", "embedded-harm", "eta"))
 
     secret = SECRET.encode()
     assert not files_with(results, secret), "the secret leaked into the results"

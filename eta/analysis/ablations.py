@@ -95,6 +95,8 @@ def headline_metrics(table: pd.DataFrame, harm: str, help_: str) -> dict[str, fl
         out[f"{harm}/usr/{row.label}"] = row.usr
         out[f"{harm}/asr/{row.label}"] = row.asr
         out[f"{help_}/helpfulness/{row.label}"] = row.helpfulness
+        out[f"{harm}/aligned_rate/{row.label}"] = row.aligned_on_harm
+        out[f"{help_}/aligned_rate/{row.label}"] = row.aligned_on_help
         if "helpful_score" in table.columns:
             out[f"{harm}/helpful_score/{row.label}"] = row.helpful_score
     return out
@@ -125,6 +127,29 @@ def plot_tradeoff(table: pd.DataFrame, harmfulness: str = "usr"):
         ax.set_xlim(-0.05, 1.05)
         ax.set_ylim(-0.05, 1.05)
     fig.suptitle("Harmfulness vs helpfulness (down-right is better)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_alignment_tradeoff(table: pd.DataFrame):
+    """Harmful inputs aligned (up is better) against benign inputs aligned (left is better), one
+    curve per swept knob: the evaluator's operating points."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for study in ("N", "tau_pre", "tau_post"):
+        part = table[table.study == study].dropna(subset=["aligned_on_harm", "aligned_on_help"]).sort_values("value")
+        if part.empty:
+            continue
+        ax.plot(part.aligned_on_help, part.aligned_on_harm, marker="o", label=study)
+        for _, row in part.iterrows():
+            ax.annotate(f"{row.value:g}", (row.aligned_on_help, row.aligned_on_harm), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+    ax.plot([0, 1], [0, 1], ls=":", color="grey")
+    ax.set(xlabel="benign inputs aligned (false alarms)", ylabel="harmful inputs aligned",
+           xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), title="When ETA aligns (up-left is better)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

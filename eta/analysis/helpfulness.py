@@ -20,7 +20,8 @@ def judge_generator(models: Models, task: str = "pairwise"):
     if j.helpfulness_backend == "openai":
         from eta.judges import OpenAIChatGenerator
 
-        return OpenAIChatGenerator(model=j.helpfulness, max_tokens=j.helpfulness_max_new_tokens)
+        return OpenAIChatGenerator(model=j.helpfulness, max_tokens=j.helpfulness_max_new_tokens,
+                                   timeout_s=j.request_timeout_s, max_attempts=j.request_attempts)
     from eta.judges.helpfulness import PAIRWISE_VERDICTS, SCORE_VERDICTS
 
     choices = (PAIRWISE_VERDICTS if task == "pairwise" else SCORE_VERDICTS) if j.constrained else ()

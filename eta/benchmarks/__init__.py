@@ -8,7 +8,7 @@
 ``advbench-embedded`` need no data directory.
 """
 
-from eta.benchmarks import clip_study, embedded, general, safety  # noqa: F401  (registers the loaders)
+from eta.benchmarks import clip_study, embedded, general, heldout, safety  # noqa: F401  (registers the loaders)
 from eta.benchmarks.clip_study import make_clip_study_dir
 from eta.benchmarks.errors import (
     BadDataError,

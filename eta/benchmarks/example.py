@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from eta.benchmarks.errors import BadDataError
+from eta.images import ImageFileError, read_rgb
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,6 @@ def load_image(example: Example) -> Image.Image:
     if example.image is None:
         raise ValueError(f"{example.benchmark}/{example.id} is text-only: it has no image")
     try:
-        with Image.open(example.image) as image:
-            return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as err:
-        raise BadDataError(
-            f"{example.benchmark}/{example.id}: cannot read image {example.image}: {err}"
-        ) from err
+        return read_rgb(example.image)
+    except (OSError, ImageFileError) as err:
+        raise BadDataError(f"{example.benchmark}/{example.id}: {err}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -45,20 +46,33 @@ def find_files(root: Path, *patterns: str) -> list[Path]:
     raise DataNotFoundError(f"{root}: no files matching any of {', '.join(patterns)}")
 
 
+def read_text(path: Path, kind: str = "text") -> str:
+    """A release file's UTF-8 text; a directory, a missing file or other bytes are one error naming it."""
+    if path.is_dir():
+        raise BadDataError(f"{path}: is a directory, expected a {kind} file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataNotFoundError(f"{path}: {kind} file not found") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadDataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); "
+                           f"convert the {kind} file to UTF-8") from None
+
+
 def read_json(path: Path) -> Any:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        return json.loads(read_text(path, "JSON"))
     except json.JSONDecodeError as err:
         raise BadDataError(f"{path}: invalid JSON: {err}") from err
 
 
 def json_lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of the non-blank lines of a JSON-lines file."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                yield number, line
+    for number, line in enumerate(io.StringIO(read_text(path, "JSON-lines")), 1):
+        if line.strip():
+            yield number, line
 
 
 def json_object(line: str) -> dict:
@@ -75,10 +89,9 @@ def read_csv(path: Path, required: Sequence[str]) -> list[tuple[int, dict]]:
     """``(row number, row)`` pairs, rows numbered from 1 after the header.
 
     A column missing from the header fails the whole file."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        require_columns(path, reader.fieldnames or [], required)
-        return list(enumerate(reader, 1))
+    reader = csv.DictReader(io.StringIO(read_text(path, "CSV"), newline=""))
+    require_columns(path, reader.fieldnames or [], required)
+    return list(enumerate(reader, 1))
 
 
 def require_columns(path: Path, columns: Iterable[str], required: Sequence[str]) -> None:

@@ -25,6 +25,7 @@ from eta.benchmarks.files import (
     optional_text,
     read_json,
     read_table,
+    read_text,
     require_columns,
     text,
 )
@@ -101,7 +102,7 @@ def _mme_file(ctx: LoadContext, task: str, path: Path, image: Path) -> list[Exam
         )
 
     lines = [(number, line) for number, line in
-             enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
+             enumerate(read_text(path).splitlines(), 1) if line.strip()]
     return list(ctx.rows(path, lines, make, unit="line"))
 
 

@@ -7,6 +7,7 @@ the cross-modality attack of Qi et al., AdvBench, VLSafe. Helpful set: SPA-VL He
 from __future__ import annotations
 
 import csv
+import io
 from functools import partial
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from eta.benchmarks.files import (
     read_csv,
     read_json,
     read_table,
+    read_text,
     text,
 )
 from eta.benchmarks.registry import LoadContext, register
@@ -182,8 +184,8 @@ QI_LAYOUT = f"harmful_corpus/{QI_INSTRUCTIONS} + adversarial_images/*.bmp (or al
 def read_instructions(path: Path) -> list[tuple[int, str]]:
     """Qi et al.'s file: one quoted instruction per line, a trailing comma, no header
     (the official ETA code reads a copy with an ``instruction`` header; both work)."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        records = [cells for cells in csv.reader(handle) if any(cell.strip() for cell in cells)]
+    handle = io.StringIO(read_text(path, "CSV"), newline="")
+    records = [cells for cells in csv.reader(handle) if any(cell.strip() for cell in cells)]
     if records and records[0][0].strip().lower() == "instruction":
         records = records[1:]
     return [(number, cells[0]) for number, cells in enumerate(records, 1)]

@@ -14,6 +14,7 @@ from eta.judges.generators import (
     HFChatGenerator,
     JudgeRequestError,
     Message,
+    NoReply,
     OpenAIChatGenerator,
     Prompt,
     TextGenerator,
@@ -55,7 +56,7 @@ from eta.judges.safety import (
 )
 
 __all__ = [
-    "DEFAULT_JUDGE_MODEL", "HFChatGenerator", "JudgeRequestError", "Message", "OpenAIChatGenerator",
+    "DEFAULT_JUDGE_MODEL", "HFChatGenerator", "JudgeRequestError", "Message", "NoReply", "OpenAIChatGenerator",
     "Prompt", "TextGenerator",
     "HELPFUL_SCORE_TEMPLATE", "PAIRWISE_SYSTEM_PROMPT", "PAIRWISE_USER_TEMPLATE", "HelpfulScore",
     "HelpfulScoreJudge", "PairwiseItem", "PairwiseJudge", "PairwiseVerdict", "ScoreItem",

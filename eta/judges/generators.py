@@ -3,8 +3,8 @@
 A generator is any ``Callable[[Sequence[Prompt]], Sequence[str | None]]``. A prompt is either a
 string (one user turn) or a chat: a list of ``{"role", "content"}`` messages in the OpenAI format,
 whose content may be a list of parts (``{"type": "text"}`` / ``{"type": "image_url"}``). A
-generator returns one completion per prompt, or ``None`` where no reply could be obtained (the
-judges count that item as invalid).
+generator returns one completion per prompt, or a :class:`NoReply` (empty of verdicts, holding
+the reason) or ``None`` where no reply could be obtained: the judges count that item as invalid.
 """
 
 from __future__ import annotations
@@ -25,6 +25,14 @@ TextGenerator = Callable[[Sequence[Prompt]], Sequence[str | None]]
 
 DEFAULT_JUDGE_MODEL = "gpt-4-turbo"  # the paper's GPT-4 judge
 RETRY_STATUS_CODES = (408, 409, 429)  # and every 5xx
+
+
+class NoReply(str):
+    """The reply of a prompt that never got one: the text says why (``"no reply after 3 attempts:
+    HTTP 503"``). It is composed here, never from the server's body, so it parses as no verdict;
+    judges keep it as the item's raw reply, which records the reason per sample."""
+
+    __slots__ = ()
 
 
 def as_messages(prompt: Prompt) -> list[Message]:
@@ -250,9 +258,13 @@ class OpenAIChatGenerator:
 
     ``model``, ``base_url`` and ``api_key`` come from the arguments or the environment
     (``ETA_JUDGE_MODEL``, ``ETA_JUDGE_BASE_URL``, ``OPENAI_API_KEY``). Timeouts, connection
-    errors, 408, 409, 429 and 5xx are tried ``max_attempts`` times in all, waiting
+    errors, 408, 409, 429, 5xx and malformed 200 replies (a body that is not JSON, HTML from a
+    proxy, JSON without a chat completion) are tried ``max_attempts`` times in all, waiting
     ``backoff_s * 2**attempt`` (at most ``max_backoff_s``) in between; when every attempt failed
-    the prompt's reply is ``None``. Other errors (400, 401, ...) raise :class:`JudgeRequestError`.
+    the prompt's reply is a :class:`NoReply` naming the last failure. Against a hung endpoint a
+    prompt costs at most about ``max_attempts * timeout_s`` plus the waits (profile keys
+    ``judges.request_timeout_s`` and ``judges.request_attempts``). Other errors (400, 401, ...)
+    raise :class:`JudgeRequestError`.
     The API key never appears in repr(), logs or raised errors.
     """
 
@@ -273,8 +285,8 @@ class OpenAIChatGenerator:
     ) -> None:
         import openai
 
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
+        if max_attempts < 1 or timeout_s <= 0:
+            raise ValueError(f"max_attempts must be >= 1 and timeout_s > 0, got {max_attempts}, {timeout_s}")
         self.model = model or os.environ.get("ETA_JUDGE_MODEL") or DEFAULT_JUDGE_MODEL
         self.base_url = base_url or os.environ.get("ETA_JUDGE_BASE_URL") or None
         key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -302,50 +314,56 @@ class OpenAIChatGenerator:
         bar = tqdm(prompts, desc="judge requests", disable=not self.progress, leave=False)
         return [self.complete(as_messages(p)) for p in bar]
 
-    def complete(self, messages: list[Message]) -> str | None:
-        """One chat completion with bounded retries; ``None`` when every attempt failed."""
-        failure = ""
+    def complete(self, messages: list[Message]) -> str:
+        """One chat completion with bounded retries; a :class:`NoReply` when every attempt failed."""
+        failure = reason = ""
         for attempt in range(self.max_attempts):
             try:
                 return self._request(messages)
             except _Retryable as exc:
-                failure = str(exc)
+                failure, reason = str(exc), exc.reason
             if attempt + 1 < self.max_attempts:
                 delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
                 log.info("judge request failed (%s); retry %d/%d in %.3g s", failure,
                          attempt + 1, self.max_attempts - 1, delay)
                 self._sleep(delay)
         log.warning("judge request gave up after %d attempts: %s", self.max_attempts, failure)
-        return None
+        return NoReply(f"no reply after {self.max_attempts} attempts: {reason}")
 
     def _request(self, messages: list[Message]) -> str:
         """One attempt. Raises _Retryable or JudgeRequestError, with the key redacted."""
         import openai
 
         retryable = fatal = None
+        reason = ""
         try:
             response = self._client.chat.completions.create(
                 model=self.model, messages=messages, temperature=self.temperature,
                 max_tokens=self.max_tokens)
-        except openai.APIConnectionError as exc:  # timeouts are connection errors too
-            retryable = self._describe(exc)
+        except openai.APITimeoutError as exc:
+            retryable, reason = self._describe(exc), f"timeout after {self.timeout_s:g} s"
+        except openai.APIConnectionError as exc:
+            retryable, reason = self._describe(exc), "connection error"
         except openai.APIStatusError as exc:
             if exc.status_code in RETRY_STATUS_CODES or exc.status_code >= 500:
-                retryable = self._describe(exc)
+                retryable, reason = self._describe(exc), f"HTTP {exc.status_code}"
             else:
                 fatal = self._describe(exc)
+        except ValueError as exc:  # a 200 whose body claims JSON but is not
+            retryable, reason = self._describe(exc), "malformed reply: the body is not JSON"
         except openai.OpenAIError as exc:
             fatal = self._describe(exc)
         # Raised outside the except blocks so the original error (which holds the request and
         # its headers) is not chained to ours.
         if retryable is not None:
-            raise _Retryable(retryable)
+            raise _Retryable(retryable, reason)
         if fatal is not None:
             where = self.base_url or "the default endpoint"
             raise JudgeRequestError(f"judge request to {where} failed: {fatal}")
-        if not response.choices:
-            return ""
-        return response.choices[0].message.content or ""
+        content, problem = reply_content(response)
+        if problem:
+            raise _Retryable(f"malformed reply: {problem}", f"malformed reply: {problem}")
+        return content
 
     def _describe(self, exc: Exception) -> str:
         """Error name and message with the API key blanked out."""
@@ -353,4 +371,27 @@ class OpenAIChatGenerator:
 
 
 class _Retryable(Exception):
-    """A failed attempt worth retrying (its message is already redacted)."""
+    """A failed attempt worth retrying: a redacted message for logs, and a short reason of our
+    own words (kept per sample) that never quotes the server."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def reply_content(response: Any) -> tuple[str, str]:
+    """(the reply's text, "") of a chat completion, or ("", what is wrong) when the endpoint's 200
+    was not one (the client hands back a bare string for a non-JSON body such as a proxy's HTML)."""
+    if isinstance(response, str):
+        kind = "HTML" if response.lstrip()[:1] == "<" else "text"
+        return "", f"the body is {kind}, not JSON ({len(response)} characters)"
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        return "", f"no choices in the reply ({type(response).__name__})"
+    message = getattr(choices[0], "message", None)
+    if message is None:
+        return "", "the first choice has no message"
+    content = getattr(message, "content", None)
+    if content is not None and not isinstance(content, str):
+        return "", f"the message content is {type(content).__name__}, not text"
+    return content or "", ""

@@ -66,10 +66,15 @@ def read_qa_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """
     path = Path(path)
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if line.strip():
-                records.append(_qa_record(line, path, lineno))
+    if path.is_dir():
+        raise JudgeInputError(f"{path}: is a directory, expected a JSONL file")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if line.strip():
+                    records.append(_qa_record(line, path, lineno))
+    except UnicodeDecodeError as err:
+        raise JudgeInputError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
     if not records:
         raise JudgeInputError(f"{path}: no records")
     return records
