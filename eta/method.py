@@ -185,10 +185,14 @@ class ETA:
             if guided:
                 sentences = [[t[len(heads[k]):].strip() if t.startswith(heads[k]) else self.vlm.decode(c).strip()
                               for t, c in zip(fulls[k], requests[k].candidates)] for k in guided]
-                embedded = self.clip.embed_texts([s for group in sentences for s in group])
-                for k, group in zip(guided, embedded.split([len(g) for g in sentences])):
+                if len(guided) == 1:  # one input: its own call, as when it runs alone
+                    utilities = [self.clip.similarity(image_embeddings[requests[guided[0]].job], sentences[0])]
+                else:  # every input's sentences embedded in one call
+                    embedded = self.clip.embed_texts([s for group in sentences for s in group])
+                    utilities = [(group @ image_embeddings[requests[k].job]).tolist()
+                                 for k, group in zip(guided, embedded.split([len(g) for g in sentences]))]
+                for k, utility in zip(guided, utilities):
                     r = requests[k]
-                    utility = (group @ image_embeddings[r.job]).tolist()
                     scores[k] = [s + cfg.alpha / r.sentence_idx * u for s, u in zip(scores[k], utility)]
             return scores
 
