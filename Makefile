@@ -15,7 +15,7 @@ BENCH ?=
 DATA_DIR ?=
 ONLY_NEEDED ?=
 
-.PHONY: test reproduce data compare sync lab env clean-env
+.PHONY: test reproduce data compare sync lab env clean-env speed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ sync: $(STAMP)
 	@for run in results/*/wandb/offline-run-* results/*/*/wandb/offline-run-*; do \
 		if [ -d "$$run" ]; then $(VENV)/bin/wandb sync "$$run"; fi; \
 	done
+
+# Speed benchmarks: one response (speed/decoding.py) and a whole benchmark's inputs (speed/throughput.py)
+speed: $(STAMP)
+	$(PY) speed/decoding.py --quick
+	$(PY) speed/throughput.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

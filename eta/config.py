@@ -113,7 +113,10 @@ class JudgesConfig:
 class EngineConfig:
     """How evaluation runs: batching of plain decoding, seeds, where results go."""
 
-    batch_size: int = 8  # prompts decoded together in vanilla / ECSO generation
+    batch_size: int = 8  # prompts decoded together in vanilla / ECSO generation (and aligned together)
+    # KV-cache tokens (rows x padded width) the aligning batch may hold: an input of N candidates
+    # counts N x (prompt + eta.max_new_tokens); inputs join as others finish. None: no bound.
+    align_tokens: int | None = None
     store: str = "results/store.sqlite"  # a relative path is taken from the project root
     # A sample that cannot run (an unreadable image, a question longer than the model's context):
     # stop the run with an error naming it, or skip it (recorded with its reason and counted).

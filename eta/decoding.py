@@ -9,6 +9,10 @@ Vanilla decoding, shallow alignment and sentence-level best-of-N all run on it:
   through the tokenizer, an end-of-sequence token, or a token budget).
 * ``advance`` continues from one row of a decoded batch.
 
+Underneath, a ``Flight`` holds the rows decoding together: rows join (left-padded when their
+lengths differ) and leave between steps. ``best_of_n_many`` uses it to align many inputs in one
+batch, each input's N rows forked from its own prefix, inputs joining as others finish.
+
 Token choice and stopping are plain callables, in the manner of transformers' logits processors
 and stopping criteria.
 """
@@ -136,10 +140,14 @@ def fork(state: DecodeState, n: int) -> DecodeState:
     )
 
 
-def _row_slices(cache, positions: list[int]) -> list[list[tuple]]:
-    """Views of the cache rows at ``positions`` (kept alive after the batch cache moves on)."""
-    return [[(layer.keys[p: p + 1], layer.values[p: p + 1]) if layer.keys is not None else (None, None)
-             for layer in cache.layers] for p in positions]
+def _state_from_row(template, row_cache: list[tuple], pending: torch.Tensor, length: int,
+                    step_extra: dict[str, torch.Tensor]) -> DecodeState:
+    """A batch-1 state whose cache layers are one row's tensors (views, never written)."""
+    cache = copy.copy(template)
+    cache.layers = [copy.copy(layer) for layer in template.layers]
+    for layer, (keys, values) in zip(cache.layers, row_cache):
+        layer.keys, layer.values = keys, values
+    return DecodeState(cache=cache, pending=pending, length=length, step_extra=step_extra)
 
 
 def advance(cont: Continuations, row: int) -> DecodeState:
@@ -148,16 +156,105 @@ def advance(cont: Continuations, row: int) -> DecodeState:
     n = int(cont.lengths[row])
     if n == 0:
         raise ValueError("cannot advance on an empty continuation")
-    cache = copy.copy(cont.template)
-    cache.layers = [copy.copy(layer) for layer in cont.template.layers]
-    for layer, (keys, values) in zip(cache.layers, cont.row_caches[row]):
-        layer.keys, layer.values = keys, values
-    return DecodeState(
-        cache=cache,
-        pending=cont.tokens[row: row + 1, n - 1: n],
-        length=cont.start_length + n,
-        step_extra={k: v[row: row + 1] for k, v in cont.step_extra.items()},
-    )
+    return _state_from_row(cont.template, cont.row_caches[row], cont.tokens[row: row + 1, n - 1: n],
+                           cont.start_length + n, {k: v[row: row + 1] for k, v in cont.step_extra.items()})
+
+
+class Flight:
+    """The rows decoding together: one KV cache, left-padded when rows of different lengths share it.
+
+    Rows join (``join``: a forked state, padded on the left to the batch's width or widening the
+    batch) and leave (``leave``: their cache rows are handed back, unpadded on request) between
+    steps; ``step`` runs the model once on every row's pending token. Positions come from the
+    attention mask, so a padded row sees what it would see alone. Columns that hold padding for
+    every row are dropped as rows leave. Cross-attention layers (Mllama's image keys) have a fixed
+    length per row and are never padded.
+    """
+
+    def __init__(self, vlm):
+        self.vlm = vlm
+        text_config = vlm.model.config.get_text_config(decoder=True)
+        self.cross_layers = set(getattr(text_config, "cross_attention_layers", None) or [])
+        self.cache = None
+        self.mask: torch.Tensor | None = None  # (rows, width + 1): cache columns and the pending token
+        self.pending: torch.Tensor | None = None  # (rows, 1)
+        self.extra: dict[str, torch.Tensor] = {}
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.pending is None else self.pending.shape[0]
+
+    @property
+    def width(self) -> int:
+        return 0 if self.mask is None else self.mask.shape[1] - 1
+
+    def join(self, state: DecodeState) -> None:
+        """Add the rows of ``state`` after the present ones (its cache is taken over)."""
+        mask = state.mask if state.mask is not None else torch.ones(
+            state.batch_size, state.length + 1, dtype=torch.long, device=state.pending.device)
+        if self.rows == 0:
+            self.cache, self.mask, self.pending, self.extra = state.cache, mask, state.pending, dict(state.step_extra)
+            return
+        width = max(self.width, mask.shape[1] - 1)
+        old, new = self.rows, state.batch_size
+        for i, (mine, theirs) in enumerate(zip(self.cache.layers, state.cache.layers)):
+            if mine.keys is None:
+                continue
+            if i in self.cross_layers:
+                mine.keys = torch.cat([mine.keys, theirs.keys])
+                mine.values = torch.cat([mine.values, theirs.values])
+                continue
+            for name in ("keys", "values"):
+                a, b = getattr(mine, name), getattr(theirs, name)
+                merged = a.new_zeros(old + new, a.shape[1], width, a.shape[3])
+                merged[:old, :, width - a.shape[2]:] = a
+                merged[old:, :, width - b.shape[2]:] = b
+                setattr(mine, name, merged)
+        self.mask = torch.cat([_pad_left(self.mask, width + 1), _pad_left(mask, width + 1)])
+        self.pending = torch.cat([self.pending, state.pending])
+        self.extra = {k: torch.cat([v, state.step_extra[k]]) for k, v in self.extra.items()}
+
+    def step(self) -> torch.Tensor:
+        """(rows, V) logits of every row's pending token, which enters the cache."""
+        if bool(self.mask.all()):  # nothing padded: the plain path, exactly as a lone batch runs
+            logits = self.vlm.forward(self.pending, self.cache, extra=self.extra)
+        else:
+            logits = self.vlm.forward(self.pending, self.cache, extra=self.extra, attention_mask=self.mask,
+                                      position_ids=self.mask.sum(-1, keepdim=True) - 1)
+        self.mask = torch.cat([self.mask, self.mask.new_ones(self.rows, 1)], dim=1)
+        return logits
+
+    def feed(self, tokens: torch.Tensor) -> None:
+        """The next pending token of every row."""
+        self.pending = tokens[:, None]
+
+    def row_cache(self, position: int, unpad: bool = False) -> list[tuple]:
+        """Views of one row's cache (without its padding columns when ``unpad``)."""
+        start = self.width - int(self.mask[position, :-1].sum()) if unpad else 0
+        return [(None, None) if layer.keys is None else
+                (layer.keys[position: position + 1], layer.values[position: position + 1]) if i in self.cross_layers
+                else (layer.keys[position: position + 1, :, start:], layer.values[position: position + 1, :, start:])
+                for i, layer in enumerate(self.cache.layers)]
+
+    def keep(self, positions: torch.Tensor) -> None:
+        """Keep only the rows at ``positions`` (in that order); drop columns padded in all of them."""
+        if positions.numel() == 0:
+            self.pending = None
+            self.mask = None
+            return
+        self.cache.batch_select_indices(positions)
+        self.mask, self.pending = self.mask[positions], self.pending[positions]
+        self.extra = {k: v[positions] for k, v in self.extra.items()}
+        padded = int((self.mask[:, :-1].sum(0) == 0).long().cumprod(0).sum())
+        if padded:
+            for i, layer in enumerate(self.cache.layers):
+                if layer.keys is not None and i not in self.cross_layers:
+                    layer.keys, layer.values = layer.keys[:, :, padded:], layer.values[:, :, padded:]
+            self.mask = self.mask[:, padded:]
+
+
+def _pad_left(mask: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.cat([mask.new_zeros(mask.shape[0], width - mask.shape[1]), mask], dim=1)
 
 
 @torch.inference_mode()
@@ -187,43 +284,36 @@ def sample_continuations(
     row_caches: list[list[tuple] | None] = [None] * batch
     active = torch.arange(batch, device=device)  # original row of each batch position
     active_rows = list(range(batch))
-    cache, extra, next_input, mask = state.cache, dict(state.step_extra), state.pending, state.mask
+    flight = Flight(vlm)
+    flight.join(state)
+    template = flight.cache
     steps = 0
     for t in range(max_tokens):
-        if mask is None:
-            logits = vlm.forward(next_input, cache, extra=extra)
-        else:
-            logits = vlm.forward(next_input, cache, extra=extra, attention_mask=mask,
-                                 position_ids=mask.sum(-1, keepdim=True) - 1)
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        token = choose(logits)
+        token = choose(flight.step())
         tokens[active, t] = token
         steps = t + 1
         is_eos = torch.isin(token, eos)
         hit = is_eos if stop is None else is_eos | stop(tokens[active, :steps])
         if not bool(hit.any()):
-            next_input = token[:, None]
+            flight.feed(token)
             continue
         lengths[active[hit]] = steps
         ended_eos[active[hit]] = is_eos[hit]
         stopped[active[hit]] = True
-        ended = hit.nonzero().flatten().tolist()
-        for pos, rows in zip(ended, _row_slices(cache, ended)):
-            row_caches[active_rows[pos]] = rows
+        for pos in hit.nonzero().flatten().tolist():
+            row_caches[active_rows[pos]] = flight.row_cache(pos)
         keep = (~hit).nonzero().flatten()
+        flight.keep(keep)
         if keep.numel() == 0:
             break
-        cache.batch_select_indices(keep)
         active, token = active[keep], token[keep]
         active_rows = [active_rows[p] for p in keep.tolist()]
-        extra = {k: v[keep] for k, v in extra.items()}
-        mask = mask[keep] if mask is not None else None
-        next_input = token[:, None]
+        flight.feed(token)
     else:  # rows that ran out of budget
-        for pos, rows in enumerate(_row_slices(cache, list(range(len(active_rows))))):
-            row_caches[active_rows[pos]] = rows
+        for pos in range(len(active_rows)):
+            row_caches[active_rows[pos]] = flight.row_cache(pos)
     return Continuations(tokens=tokens[:, :steps], lengths=lengths, ended_eos=ended_eos, stopped=stopped,
-                         start_length=state.length, row_caches=row_caches, template=cache,
+                         start_length=state.length, row_caches=row_caches, template=template,
                          step_extra=state.step_extra)
 
 
@@ -338,11 +428,46 @@ SentenceScorer = Callable[[list[int], list[list[int]], int, bool], list[float]]
 
 
 @dataclass
+class SentenceRequest:
+    """The candidates of one input's sentence, waiting for their scores."""
+
+    job: int  # index of the input among the jobs
+    response: list[int]  # the response so far
+    candidates: list[list[int]]
+    sentence_idx: int  # from 1
+    any_eos: bool  # some candidate ended with EOS
+
+
+BatchScorer = Callable[[list[SentenceRequest]], list[list[float]]]
+"""Scores for the sentences of several inputs at once (one list per request)."""
+
+
+@dataclass
+class AlignJob:
+    """One input of a best-of-N run: its prompt (prefilled when it joins, or already) and its own
+    token chooser (so that its samples come from its own generator, whatever runs beside it)."""
+
+    prompt: dict[str, Any] | DecodeState  # ``vlm.encode`` output (batch 1) or a prefilled state
+    choose: TokenChooser
+    name: str = ""  # named in errors
+
+    @property
+    def prompt_tokens(self) -> int:
+        if isinstance(self.prompt, DecodeState):
+            return self.prompt.length + 1
+        return int(self.prompt["input_ids"].shape[1])
+
+
+@dataclass
 class BestOfNResult:
     tokens: list[int]  # the response (EOS excluded)
     sentences: int
     candidates_scored: int
     ended_eos: bool
+
+
+class CacheBudgetError(ValueError):
+    """One input's candidates alone need more KV-cache tokens than the budget allows."""
 
 
 def best_of_n_sentences(
@@ -360,25 +485,170 @@ def best_of_n_sentences(
 
     The N candidates of a sentence are decoded as one batch from a fork of the shared prefix;
     the winner's cache row becomes the next prefix. With one candidate nothing is scored.
+    (``best_of_n_many`` with one job.)
     """
-    response: list[int] = []
-    sentence_idx = 1
-    scored = 0
-    ended = False
-    while len(response) < max_new_tokens:
-        budget = min(max_sentence_tokens, max_new_tokens - len(response))
-        cont = sample_continuations(vlm, fork(state, num_candidates), max_tokens=budget, choose=choose, stop=stop)
-        if num_candidates == 1:
-            best = 0
+    def score_one(requests: list[SentenceRequest]) -> list[list[float]]:
+        return [score(r.response, r.candidates, r.sentence_idx, r.any_eos) for r in requests]
+
+    return best_of_n_many(vlm, [AlignJob(state, choose)], num_candidates=num_candidates, stop=stop, score=score_one,
+                          max_new_tokens=max_new_tokens, max_sentence_tokens=max_sentence_tokens)[0]
+
+
+@dataclass
+class _Run:
+    """Book-keeping of one job in flight: its response and the sentence its rows are decoding."""
+
+    job: AlignJob
+    state: DecodeState | None = None  # the prefix the next sentence forks from
+    response: list[int] = field(default_factory=list)
+    sentence_idx: int = 1
+    scored: int = 0
+    ended: bool = False
+    tokens: torch.Tensor | None = None  # (N, budget) this sentence's tokens
+    lengths: list[int] = field(default_factory=list)
+    ended_eos: list[bool] = field(default_factory=list)
+    row_caches: list[list[tuple] | None] = field(default_factory=list)
+    active: list[int] = field(default_factory=list)  # candidates still decoding, in order
+    steps: int = 0
+    budget: int = 0
+
+
+def cache_tokens_needed(num_candidates: int, prompt_tokens: int, max_new_tokens: int) -> int:
+    """KV-cache tokens one input's candidates may hold at most: N rows as wide as prompt + answer."""
+    return num_candidates * (prompt_tokens + max_new_tokens)
+
+
+@torch.inference_mode()
+def best_of_n_many(
+    vlm,
+    jobs: list[AlignJob],
+    *,
+    num_candidates: int,
+    stop: StopRule,
+    score: BatchScorer,
+    max_new_tokens: int,
+    max_sentence_tokens: int,
+    max_cache_tokens: int | None = None,
+    on_done: Callable[[int, BestOfNResult], None] | None = None,
+) -> list[BestOfNResult]:
+    """Sentence-level best-of-N for many inputs in one decoding batch (continuous batching).
+
+    Every input in flight holds N rows; inputs are at different sentences and their rows share
+    one left-padded cache (``Flight``). When the last of an input's N rows stops, its sentence is
+    done: the sentences finished at that step are scored together (``score`` gets them all), each
+    winner's row becomes its input's prefix and N new rows forked from it join the batch. An input
+    that ends leaves; the next one waiting joins as soon as the cache budget allows:
+    ``max_cache_tokens`` bounds rows x padded width (None: no bound), counting each input at its
+    widest (prompt + ``max_new_tokens``). Each input draws its tokens with its own chooser on its
+    own rows, in the order a lone run would, so its result does not depend on what runs beside it.
+    """
+    n = num_candidates
+    if n < 1:
+        raise ValueError("num_candidates must be at least 1")
+    widths = [j.prompt_tokens + max_new_tokens for j in jobs]
+    if max_cache_tokens is not None:
+        for job, width in zip(jobs, widths):
+            if n * width > max_cache_tokens:
+                raise CacheBudgetError(
+                    f"input {job.name or jobs.index(job)} alone needs {n} candidates x ({job.prompt_tokens} prompt + "
+                    f"{max_new_tokens} new) = {n * width} KV-cache tokens, more than the budget of {max_cache_tokens} "
+                    "(engine.align_tokens): raise it or lower eta.max_new_tokens")
+    device = vlm.device
+    eos = torch.tensor(vlm.eos_token_ids, device=device, dtype=torch.long)
+    results: list[BestOfNResult | None] = [None] * len(jobs)
+    runs: dict[int, _Run] = {}
+    flight = Flight(vlm)
+    owners: list[tuple[int, int]] = []  # (job, candidate) of each flight row
+    waiting = list(range(len(jobs)))
+
+    def fits(j: int) -> bool:
+        if max_cache_tokens is None or not runs:
+            return True
+        rows = n * (len(runs) + 1)
+        return rows * max(widths[i] for i in [*runs, j]) <= max_cache_tokens
+
+    def start_sentence(j: int) -> None:
+        run = runs[j]
+        run.budget = min(max_sentence_tokens, max_new_tokens - len(run.response))
+        run.tokens = torch.zeros(n, run.budget, dtype=torch.long, device=device)
+        run.lengths, run.ended_eos = [run.budget] * n, [False] * n
+        run.row_caches, run.active, run.steps = [None] * n, list(range(n)), 0
+        flight.join(fork(run.state, n))
+        owners.extend((j, c) for c in range(n))
+
+    def finish_sentence(j: int, scores: list[float] | None) -> None:
+        run = runs[j]
+        best = 0 if scores is None else max(range(n), key=lambda i: scores[i])
+        keep = run.lengths[best] - (1 if run.ended_eos[best] else 0)
+        run.response.extend(run.tokens[best, :keep].tolist())
+        if run.ended_eos[best]:
+            run.ended = True
+        elif len(run.response) < max_new_tokens:
+            length = run.lengths[best]
+            run.state = _state_from_row(flight.cache, run.row_caches[best], run.tokens[best: best + 1, length - 1: length],
+                                        run.state.length + length, run.state.step_extra)
+            run.sentence_idx += 1
+            start_sentence(j)
+            return
         else:
-            candidates = [cont.row(i) for i in range(num_candidates)]
-            scores = score(response, candidates, sentence_idx, bool(cont.ended_eos.any()))
-            scored += len(candidates)
-            best = max(range(num_candidates), key=lambda i: scores[i])
-        response.extend(cont.row(best))
-        if bool(cont.ended_eos[best]):
-            ended = True
-            break
-        state = advance(cont, best)
-        sentence_idx += 1
-    return BestOfNResult(tokens=response, sentences=sentence_idx, candidates_scored=scored, ended_eos=ended)
+            run.sentence_idx += 1
+        results[j] = BestOfNResult(tokens=run.response, sentences=run.sentence_idx, candidates_scored=run.scored,
+                                   ended_eos=run.ended)
+        del runs[j]
+        if on_done is not None:
+            on_done(j, results[j])
+
+    while waiting or runs:
+        while waiting and fits(waiting[0]):
+            j = waiting.pop(0)
+            job = jobs[j]
+            state = job.prompt if isinstance(job.prompt, DecodeState) else prefill(vlm, job.prompt)
+            runs[j] = _Run(job=job, state=state)
+            start_sentence(j)
+        logits = flight.step()
+        token = torch.empty(flight.rows, dtype=torch.long, device=device)
+        positions: dict[int, list[int]] = {}
+        for pos, (j, _) in enumerate(owners):
+            positions.setdefault(j, []).append(pos)
+        hit = torch.zeros(flight.rows, dtype=torch.bool, device=device)
+        for j, pos in positions.items():
+            run = runs[j]
+            index = torch.tensor(pos, device=device)
+            chosen = run.job.choose(logits[index])
+            token[index] = chosen
+            run.tokens[run.active, run.steps] = chosen
+            run.steps += 1
+            is_eos = torch.isin(chosen, eos)
+            ended = is_eos | stop(run.tokens[run.active, :run.steps])
+            if run.steps == run.budget:
+                ended = torch.ones_like(ended)
+            hit[index] = ended
+            for k in ended.nonzero().flatten().tolist():
+                c = run.active[k]
+                run.lengths[c], run.ended_eos[c] = run.steps, bool(is_eos[k])
+                # a copy: a view would keep the whole batch tensor of this step alive
+                run.row_caches[c] = [(None, None) if keys is None else (keys.clone(), values.clone())
+                                     for keys, values in flight.row_cache(pos[k], unpad=True)]
+            run.active = [c for c, e in zip(run.active, ended.tolist()) if not e]
+        done = [j for j in positions if not runs[j].active]
+        if bool(hit.any()):
+            keep = (~hit).nonzero().flatten()
+            owners[:] = [owners[p] for p in keep.tolist()]
+            flight.keep(keep)
+            token = token[keep]
+        if flight.rows:
+            flight.feed(token)
+        if not done:
+            continue
+        to_score = [j for j in done if n > 1]
+        requests = [SentenceRequest(job=j, response=list(runs[j].response),
+                                    candidates=[runs[j].tokens[c, :runs[j].lengths[c] - (1 if runs[j].ended_eos[c] else 0)]
+                                                .tolist() for c in range(n)],
+                                    sentence_idx=runs[j].sentence_idx, any_eos=any(runs[j].ended_eos))
+                    for j in to_score]
+        scores = dict(zip(to_score, score(requests))) if requests else {}
+        for j in done:
+            if j in scores:
+                runs[j].scored += n
+            finish_sentence(j, scores.get(j))
+    return results  # type: ignore[return-value]

@@ -132,7 +132,8 @@ def build_runner(models: Models, method: str, overrides: dict[str, Any] | None, 
     memo = None
     if spec.kind == "eta" and models.vanilla_memo is not None:  # shared per input format only
         memo = models.vanilla_memo.setdefault(vlm.input_format, {})
-    eta = ETA(vlm, rm, clip, cfg, seed=seed, vanilla_memo=memo, protocol=models.profile.judges.protocol)
+    eta = ETA(vlm, rm, clip, cfg, seed=seed, vanilla_memo=memo, protocol=models.profile.judges.protocol,
+              align_tokens=models.profile.engine.align_tokens)
     return spec, cfg, Runner(spec, eta, seed)
 
 

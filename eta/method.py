@@ -6,6 +6,7 @@ evaluator scores, the decision, the branch that ran, token counts and timings.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -18,11 +19,12 @@ from PIL import Image
 
 from eta.config import ETAConfig, Profile, check_thresholds
 from eta.decoding import (
+    AlignJob,
+    SentenceRequest,
     TopKSampler,
-    best_of_n_sentences,
+    best_of_n_many,
     greedy,
     make_generator,
-    prefill,
     prefill_batch,
     sample_continuations,
     sentence_stop,
@@ -87,7 +89,7 @@ class ETA:
     """The method over a VLM, a reward model and a CLIP scorer."""
 
     def __init__(self, vlm, reward_model, clip, cfg: ETAConfig, seed: int = 0, vanilla_memo: dict | None = None,
-                 protocol: str = "strict"):
+                 protocol: str = "strict", align_tokens: int | None = None):
         if cfg.num_candidates < 1 or cfg.max_sentence_tokens < 1 or cfg.max_new_tokens < 1:
             raise ValueError("num_candidates, max_sentence_tokens and max_new_tokens must be >= 1")
         check_thresholds(cfg, getattr(reward_model, "score_range", None), reward_model=getattr(
@@ -102,6 +104,7 @@ class ETA:
         self.seed = seed
         self.protocol = protocol  # official: the official scripts' sentence end (and ECSO steps)
         self.stop = sentence_stop(vlm.tokenizer, cfg.sentence_end, protocol)
+        self.align_tokens = align_tokens  # KV-cache tokens the aligning batch may hold (None: no bound)
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "ETA":
@@ -112,7 +115,8 @@ class ETA:
         vlm = load_vlm(m.vlm, m.device, m.dtype, m.trust_remote_code, protocol=profile.judges.protocol)
         rm = load_reward_model(m.reward_model, m.device, m.dtype, m.trust_remote_code)
         clip = load_clip(m.clip, m.device, "float32" if m.dtype == "auto" else m.dtype)
-        return cls(vlm, rm, clip, profile.eta, seed=profile.seed, protocol=profile.judges.protocol)
+        return cls(vlm, rm, clip, profile.eta, seed=profile.seed, protocol=profile.judges.protocol,
+                   align_tokens=profile.engine.align_tokens)
 
     @property
     def stand_in(self) -> bool:
@@ -148,33 +152,77 @@ class ETA:
     def align(self, question: str, image: Image.Image | None, image_embedding: torch.Tensor | None,
               seed: int) -> tuple[str, int, int, int]:
         """(text, tokens, sentences, candidates scored) of the aligned answer."""
+        return self.align_batch([question], [image], [image_embedding], [seed])[0]
+
+    def align_batch(self, questions: list[str], images: list, image_embeddings: list, seeds: list[int],
+                    names: list[str] | None = None) -> list[tuple[str, int, int, int]]:
+        """Align several inputs at once: (text, tokens, sentences, candidates scored) each.
+
+        Deep alignment runs every input's N candidates in one decoding batch (``best_of_n_many``:
+        inputs join as others finish, within ``align_tokens`` KV-cache tokens); the reward model
+        scores each input's candidates behind that input's own cached prefix, and CLIP embeds the
+        candidate sentences of all inputs finishing a sentence at the same step in one call. Each
+        input samples from its own generator, seeded by ``seeds``, so every answer equals the one
+        the input gets alone.
+        """
         cfg = self.cfg
         prefix = cfg.prefix if cfg.shallow else ""
         if not cfg.deep:
-            text, n = self.generate(question, image, prefix)
-            return text, n, 0, 0
-        inputs = self.vlm.encode(question, image, assistant_prefix=prefix)
-        prefix_ids = self._prefix_ids(inputs["input_ids"][0].tolist(), prefix)
+            return [(text, n, 0, 0) for text, n in self.generate_batch(questions, images, prefix)]
+        prompts = [self.vlm.encode(q, img, assistant_prefix=prefix) for q, img in zip(questions, images)]
+        prefix_ids = [self._prefix_ids(p["input_ids"][0].tolist(), prefix) for p in prompts]
+        jobs = [AlignJob(p, TopKSampler(cfg.top_k, cfg.temperature, make_generator(seed, self.vlm.device)),
+                         name=(names[i] if names else str(i))) for i, (p, seed) in enumerate(zip(prompts, seeds))]
+        rm_caches: dict[int, Any] = {}
 
-        def score(response: list[int], candidates: list[list[int]], sentence_idx: int, any_eos: bool) -> list[float]:
-            head = self.vlm.decode(prefix_ids + response)
-            full = [self.vlm.decode(prefix_ids + response + c) for c in candidates]
-            scores = self.reward_model.score(cfg.prompts.deep, full)
-            if cfg.clip_guide and image_embedding is not None and sentence_idx > 1 and not any_eos:
-                sentences = [t[len(head):].strip() if t.startswith(head) else self.vlm.decode(c).strip()
-                             for t, c in zip(full, candidates)]
-                utility = self.clip.similarity(image_embedding, sentences)
-                scores = [s + cfg.alpha / sentence_idx * u for s, u in zip(scores, utility)]
+        def score(requests: list[SentenceRequest]) -> list[list[float]]:
+            heads = [self.vlm.decode(prefix_ids[r.job] + r.response) for r in requests]
+            fulls = [[self.vlm.decode(prefix_ids[r.job] + r.response + c) for c in r.candidates] for r in requests]
+            scores = []
+            for r, full in zip(requests, fulls):
+                with self._reward_prefix(rm_caches, r.job):
+                    scores.append(self.reward_model.score(cfg.prompts.deep, full))
+            guided = [k for k, r in enumerate(requests) if cfg.clip_guide and image_embeddings[r.job] is not None
+                      and r.sentence_idx > 1 and not r.any_eos]
+            if guided:
+                sentences = [[t[len(heads[k]):].strip() if t.startswith(heads[k]) else self.vlm.decode(c).strip()
+                              for t, c in zip(fulls[k], requests[k].candidates)] for k in guided]
+                if len(guided) == 1:  # one input: its own call, as when it runs alone
+                    utilities = [self.clip.similarity(image_embeddings[requests[guided[0]].job], sentences[0])]
+                else:  # every input's sentences embedded in one call
+                    embedded = self.clip.embed_texts([s for group in sentences for s in group])
+                    utilities = [(group @ image_embeddings[requests[k].job]).tolist()
+                                 for k, group in zip(guided, embedded.split([len(g) for g in sentences]))]
+                for k, utility in zip(guided, utilities):
+                    r = requests[k]
+                    scores[k] = [s + cfg.alpha / r.sentence_idx * u for s, u in zip(scores[k], utility)]
             return scores
 
-        sampler = TopKSampler(cfg.top_k, cfg.temperature, make_generator(seed, self.vlm.device))
-        result = best_of_n_sentences(
-            self.vlm, prefill(self.vlm, inputs), num_candidates=cfg.num_candidates, choose=sampler,
-            stop=self.stop, score=score, max_new_tokens=cfg.max_new_tokens,
-            max_sentence_tokens=cfg.max_sentence_tokens,
-        )
-        text = self.vlm.decode(prefix_ids + result.tokens)
-        return text, len(result.tokens), result.sentences, result.candidates_scored
+        def release(j: int, _) -> None:
+            rm_caches.pop(j, None)
+
+        results = best_of_n_many(
+            self.vlm, jobs, num_candidates=cfg.num_candidates, stop=self.stop, score=score,
+            max_new_tokens=cfg.max_new_tokens, max_sentence_tokens=cfg.max_sentence_tokens,
+            max_cache_tokens=self.align_tokens, on_done=release)
+        return [(self.vlm.decode(ids + r.tokens), len(r.tokens), r.sentences, r.candidates_scored)
+                for ids, r in zip(prefix_ids, results)]
+
+    @contextlib.contextmanager
+    def _reward_prefix(self, caches: dict, job: int):
+        """The reward model's prefix cache swapped for ``job``'s own while it scores that input, so
+        that interleaved inputs each extend their own cached response instead of evicting another's."""
+        from eta.evaluators import PrefixCache
+
+        shared = getattr(self.reward_model, "prefix_cache", None)
+        if not isinstance(shared, PrefixCache):
+            yield
+            return
+        self.reward_model.prefix_cache = caches.setdefault(job, PrefixCache(shared.model))
+        try:
+            yield
+        finally:
+            self.reward_model.prefix_cache = shared
 
     # --------------------------------------------------------------------------------------- run
 
@@ -184,8 +232,9 @@ class ETA:
     def run_batch(self, questions: list[str], images: list, seed: int | None = None,
                   sample_ids: list[str] | None = None) -> list[ETAResult]:
         """ETA on several inputs (all with an image, or all without). The vanilla answers are
-        decoded as one batch and scored together; aligning is per input, seeded per input so the
-        outcome does not depend on batching. Batch-level times are split evenly per input."""
+        decoded as one batch and scored together; the inputs to align are aligned together
+        (``align_batch``), each seeded by its own id so that no outcome depends on batching.
+        Batch-level times are split evenly over the inputs they served."""
         cfg = self.cfg
         names = [str(i) if isinstance(i, (str, Path)) else (None if i is None else "<image>") for i in images]
         imgs = [open_image(i) for i in images]
@@ -203,23 +252,25 @@ class ETA:
                                 lambda idx: self.reward_model.score(cfg.prompts.post, [texts[i] for i in idx]))
         s_pre = [None if e is None else self.clip.pre_score(e, cfg.prompts.safety) for e in embeddings]
         t2 = self._clock()
+        pre_unsafe = [None if s is None else s >= cfg.tau_pre for s in s_pre]
+        post_unsafe = [s <= cfg.tau_post for s in s_post]
+        aligned = [decide(cfg, pre, post) and (cfg.shallow or cfg.deep) for pre, post in zip(pre_unsafe, post_unsafe)]
+        todo = [i for i in range(n) if aligned[i]]
+        outputs = {i: (vanilla[i][0], vanilla[i][1], 0, 0) for i in range(n)}
+        if todo:
+            outputs.update(zip(todo, self.align_batch(
+                [questions[i] for i in todo], [imgs[i] for i in todo], [embeddings[i] for i in todo],
+                [stable_seed(base_seed, ids[i]) for i in todo], names=[ids[i] for i in todo])))
+        align_s = (self._clock() - t2) / max(len(todo), 1)
         results = []
         for i in range(n):
-            pre_unsafe = None if s_pre[i] is None else s_pre[i] >= cfg.tau_pre
-            post_unsafe = s_post[i] <= cfg.tau_post
-            aligned = decide(cfg, pre_unsafe, post_unsafe) and (cfg.shallow or cfg.deep)
-            response, response_tokens, sentences, scored = vanilla[i][0], vanilla[i][1], 0, 0
-            ta = self._clock()
-            if aligned:
-                response, response_tokens, sentences, scored = self.align(
-                    questions[i], imgs[i], embeddings[i], stable_seed(base_seed, ids[i]))
-            align_s = self._clock() - ta
-            timings = {"generate": (t1 - t0) / n, "evaluate": (t2 - t1) / n, "align": align_s}
+            response, response_tokens, sentences, scored = outputs[i]
+            timings = {"generate": (t1 - t0) / n, "evaluate": (t2 - t1) / n, "align": align_s if aligned[i] else 0.0}
             timings["total"] = sum(timings.values())
             results.append(ETAResult(
                 question=questions[i], image=names[i], vanilla=vanilla[i][0], response=response, s_pre=s_pre[i],
-                s_post=s_post[i], pre_unsafe=pre_unsafe, post_unsafe=post_unsafe, aligned=aligned,
-                branch=branch_name(cfg) if aligned else "vanilla", vanilla_tokens=vanilla[i][1],
+                s_post=s_post[i], pre_unsafe=pre_unsafe[i], post_unsafe=post_unsafe[i], aligned=aligned[i],
+                branch=branch_name(cfg) if aligned[i] else "vanilla", vanilla_tokens=vanilla[i][1],
                 response_tokens=response_tokens, sentences=sentences, candidates_scored=scored, timings=timings,
             ))
         return results

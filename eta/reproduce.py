@@ -530,7 +530,9 @@ def reproduce(profile: str, notebooks: list[str] | None = None, *, results_root:
     plans = make_plan(cfg, selected, params_root)
     missing = preflight(cfg, plans)
     if dry_run:
-        text = format_plan(cfg, plans, run_dir)
+        from eta.projection import format_projection
+
+        text = format_plan(cfg, plans, run_dir) + "\n" + format_projection(cfg, plans)
         text += "\n" + (format_missing(missing, cfg.name) if missing else "preflight: everything needed is here")
         print(text)
         return run_dir

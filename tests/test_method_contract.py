@@ -60,19 +60,22 @@ class FakeClip:
 def deep_score(tiny_vlm, monkeypatch):
     """The scorer ETA's deep alignment hands to best-of-N, with fake reward and CLIP models."""
     import eta.method
-    from eta.decoding import BestOfNResult
+    from eta.decoding import BestOfNResult, SentenceRequest
 
     captured = {}
 
-    def capture(vlm, state, *, score, **kwargs):
+    def capture(vlm, jobs, *, score, **kwargs):
         captured["score"] = score
-        return BestOfNResult(tokens=[], sentences=1, candidates_scored=0, ended_eos=True)
+        return [BestOfNResult(tokens=[], sentences=1, candidates_scored=0, ended_eos=True) for _ in jobs]
 
-    monkeypatch.setattr(eta.method, "best_of_n_sentences", capture)
+    def one_input(response, candidates, sentence_idx, any_eos):  # the scorer as one input sees it
+        return captured["score"]([SentenceRequest(0, response, candidates, sentence_idx, any_eos)])[0]
+
+    monkeypatch.setattr(eta.method, "best_of_n_many", capture)
     reward, clip = FakeReward([0.5, 0.25]), FakeClip([0.2, 0.8])
     method = ETA(tiny_vlm, reward, clip, ETAConfig(alpha=2.0, shallow=False, clip_guide=True))
     method.align("What is this?", Image.new("RGB", (32, 32)), torch.zeros(4), seed=0)
-    return captured["score"], reward, clip, tiny_vlm
+    return one_input, reward, clip, tiny_vlm
 
 
 def test_deep_score_is_reward_plus_alpha_over_sentence_index_times_clip(deep_score):

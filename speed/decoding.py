@@ -11,10 +11,10 @@ Measured in one process, on the same models, each producing the same number of n
       cache) and scored one by one by the reward model and CLIP;
   (d) the evaluation phase alone: CLIP pre-score and reward post-score of a finished answer.
 
-    python benchmarks/decoding.py                 # embedded SmolLM2-LLaVA + SmolLM2 judge + CLIP twin
-    python benchmarks/decoding.py --quick --json  # < 60 s on a 2-core CPU
-    python benchmarks/decoding.py --model tiny    # tiny twins
-    python benchmarks/decoding.py --model random-7b --device cuda   # LLaVA-1.5-7B-sized random weights
+    python speed/decoding.py                 # embedded SmolLM2-LLaVA + SmolLM2 judge + CLIP twin
+    python speed/decoding.py --quick --json  # < 60 s on a 2-core CPU
+    python speed/decoding.py --model tiny    # tiny twins
+    python speed/decoding.py --model random-7b --device cuda   # LLaVA-1.5-7B-sized random weights
 """
 
 from __future__ import annotations
