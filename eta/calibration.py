@@ -106,7 +106,7 @@ def measure_reward_model(profile, seed: int = 0) -> RewardModelStudy:
     from eta.safety_data import labelled_responses
 
     m = profile.models
-    rm = load_reward_model(m.reward_model, m.device, m.dtype, m.trust_remote_code)
+    rm = load_reward_model(m.reward_model, m.device, m.dtype, m.reward_model_trust_remote_code)
     tokenizer = getattr(rm, "tokenizer", None)
     length = profile.eta.max_new_tokens
     prompts = profile.eta.prompts

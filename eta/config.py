@@ -83,7 +83,10 @@ class ModelsConfig:
     clip: str = "clip-vit-l-14-336"
     device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
-    trust_remote_code: bool = False  # only ever true when a params file asks for it; ArmoRM needs none
+    # Run a repository's own model code (only ever true when a params file asks for it), per role:
+    # the VLM's, and the reward model's (ArmoRM loads natively without it).
+    trust_remote_code: bool = False
+    reward_model_trust_remote_code: bool = False
 
 
 @dataclass

@@ -93,7 +93,7 @@ class Models:
 
         m = self.profile.models
         return self._get(f"rm:{m.reward_model}",
-                         lambda: load_reward_model(m.reward_model, m.device, m.dtype, m.trust_remote_code))
+                         lambda: load_reward_model(m.reward_model, m.device, m.dtype, m.reward_model_trust_remote_code))
 
     @property
     def clip(self):

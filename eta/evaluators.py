@@ -427,7 +427,7 @@ def load_reward_model(name: str, device: str = "auto", dtype: str = "auto",
     from eta import checkpoints
 
     spec: ModelSpec = resolve(name, "reward")
-    check_remote_code(spec, trust_remote_code)
+    check_remote_code(spec, trust_remote_code, "models.reward_model_trust_remote_code")
     path = local_path(spec)
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)

@@ -21,7 +21,7 @@ def reward_lines(profile: Profile, records: list[dict[str, Any]]) -> list[dict[s
     from eta.evaluators import load_reward_model
 
     m = profile.models
-    rm = load_reward_model(m.reward_model, m.device, m.dtype, m.trust_remote_code)
+    rm = load_reward_model(m.reward_model, m.device, m.dtype, m.reward_model_trust_remote_code)
     scores = score_all(rm, profile.eta.prompts.post, [r["response"] for r in records])
     return [{"question": r["question"], "s_post": s, "unsafe": s <= profile.eta.tau_post,
              "tau_post": profile.eta.tau_post, "reward_model": rm.name} for r, s in zip(records, scores)]

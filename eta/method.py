@@ -113,7 +113,7 @@ class ETA:
 
         m = profile.models
         vlm = load_vlm(m.vlm, m.device, m.dtype, m.trust_remote_code, protocol=profile.judges.protocol)
-        rm = load_reward_model(m.reward_model, m.device, m.dtype, m.trust_remote_code)
+        rm = load_reward_model(m.reward_model, m.device, m.dtype, m.reward_model_trust_remote_code)
         clip = load_clip(m.clip, m.device, "float32" if m.dtype == "auto" else m.dtype)
         return cls(vlm, rm, clip, profile.eta, seed=profile.seed, protocol=profile.judges.protocol,
                    align_tokens=profile.engine.align_tokens)

@@ -205,11 +205,11 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
 
 
-def check_remote_code(spec: ModelSpec, trust_remote_code: bool) -> None:
+def check_remote_code(spec: ModelSpec, trust_remote_code: bool, key: str = "models.trust_remote_code") -> None:
     if spec.remote_code and not trust_remote_code:
         raise PermissionError(
             f"model {spec.name!r} ({spec.source}) runs code from its repository; set "
-            "models.trust_remote_code: true in the params file to allow it"
+            f"{key}: true in the params file to allow it"
         )
 
 

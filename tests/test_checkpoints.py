@@ -227,8 +227,18 @@ def test_paper_profile_needs_no_remote_code():
 
     paper = load_profile("paper")
     assert not paper.models.trust_remote_code and not paper.judges.trust_remote_code
+    assert not paper.models.reward_model_trust_remote_code
     for name in (paper.models.vlm, paper.models.reward_model, paper.models.clip):
         assert not REGISTRY[name].remote_code, name
+
+
+def test_remote_code_for_one_vlm_leaves_the_evaluators_native():
+    """The XComposer-2.5 profile allows its VLM's repository code and nothing else."""
+    from eta.config import load_profile
+
+    xcomposer = load_profile("paper-internlm-xcomposer-2.5-7b")
+    assert xcomposer.models.trust_remote_code
+    assert not xcomposer.models.reward_model_trust_remote_code and not xcomposer.judges.trust_remote_code
 
 
 # --------------------------------------------------------------------------------- reward padding
