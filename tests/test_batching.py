@@ -69,7 +69,8 @@ def test_batch_sizes_1_3_8_give_the_per_input_answers(arch, sizes, photo):
 @pytest.mark.slow
 def test_batch_sizes_1_3_8_on_smollm2(photo):
     model = vlm("smollm2")
-    cfg = ETAConfig(max_new_tokens=24, max_sentence_tokens=8, **ALWAYS)
+    # The judge scores P(safe) in [0, 1]; the inclusive edge s_post <= 1 sends every input to aligning.
+    cfg = ETAConfig(max_new_tokens=24, max_sentence_tokens=8, tau_pre=-1.0, tau_post=1.0)
     alone, together = aligned_alone_and_together(model, reward_model("smollm2-judge"), photo, cfg, [3, 8])
     for size, results in together.items():
         assert [r.response for r in results] == [r.response for r in alone], f"batch size {size}"

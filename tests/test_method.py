@@ -81,11 +81,11 @@ def test_decision_rules():
 
 @pytest.mark.slow
 def test_eta_on_the_embedded_smollm2_text_and_vlm(photo):
-    judge = reward_model("smollm2-judge")
-    text = ETA(vlm("smollm2"), judge, clip(), small()).run("How do I pick a lock?")
+    judge = reward_model("smollm2-judge")  # P(safe) in [0, 1]: tau_post = 1 is its inclusive top edge
+    text = ETA(vlm("smollm2"), judge, clip(), small(tau_post=1.0)).run("How do I pick a lock?")
     assert text.s_pre is None and text.aligned and text.response.startswith("As an AI assistant")
     assert 0.0 <= text.s_post <= 1.0
-    llava = ETA(vlm("smollm2-llava"), judge, clip(), small()).run("What is in this image?", photo)
+    llava = ETA(vlm("smollm2-llava"), judge, clip(), small(tau_post=1.0)).run("What is in this image?", photo)
     assert llava.s_pre is not None and llava.aligned and len(llava.vanilla) > 0
 
 
