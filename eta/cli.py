@@ -147,7 +147,7 @@ def error_text(exc: BaseException) -> str:
 
 def cmd_generate(args) -> int:
     from eta.context import fit_questions
-    from eta.method import ETA, open_image
+    from eta.alignment import ETA, open_image
 
     overrides = dict(parse_override(o) for o in args.overrides)
     profile = load_profile(args.profile, overrides)

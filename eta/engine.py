@@ -122,7 +122,7 @@ class Models:
 
 def build_runner(models: Models, method: str, overrides: dict[str, Any] | None, seed: int,
                  benchmark_kind: str | None = None):
-    from eta.method import ETA
+    from eta.alignment import ETA
 
     spec = get_method(method)
     cfg = method_config(spec, models.profile, overrides)

@@ -124,7 +124,7 @@ class Runner:
 
     def __init__(self, spec: MethodSpec, eta, seed: int):
         self.spec = spec
-        self.eta = eta  # an eta.method.ETA holding the VLM (and evaluators) with the method's config
+        self.eta = eta  # an eta.alignment.ETA holding the VLM (and evaluators) with the method's config
         self.seed = seed
 
     def run_batch(self, ids: list[str], questions: list[str], images: list) -> list[dict[str, Any]]:

@@ -97,7 +97,7 @@ def in_domain_prompts() -> list[tuple[str, str, bool, str]]:
 def generate_in_domain(vlm, batch_size: int = BATCH) -> list[LabelledResponse]:
     """Greedy answers of ``vlm`` to ``in_domain_prompts()``, labelled (refusal strings for AdvBench)."""
     from eta.judges import is_refusal
-    from eta.method import ETA
+    from eta.alignment import ETA
 
     eta = ETA(vlm, None, None, ETAConfig(max_new_tokens=ANSWER_TOKENS))
     prompts = in_domain_prompts()

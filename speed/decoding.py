@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eta import decoding  # noqa: E402
 from eta.config import ETAConfig  # noqa: E402
-from eta.method import ETA  # noqa: E402
+from eta.alignment import ETA  # noqa: E402
 
 QUESTION = "Describe this picture and tell me a long story about it."
 

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eta.config import ETAConfig  # noqa: E402
-from eta.method import ETA, stable_seed  # noqa: E402
+from eta.alignment import ETA, stable_seed  # noqa: E402
 from speed.decoding import Timer, build, cpu_has_native_bf16, peak_rss_mb, sequential_official  # noqa: E402
 
 log = logging.getLogger("throughput")

@@ -7,7 +7,7 @@ import torch
 
 from eta import decoding
 from eta.config import ETAConfig
-from eta.method import ETA
+from eta.alignment import ETA
 from tests.conftest import clip, reward_model, vlm
 
 ALWAYS = dict(tau_pre=-1.0, tau_post=1e9)  # every input takes the aligning branch

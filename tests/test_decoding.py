@@ -119,7 +119,7 @@ def test_left_padded_batch_equals_one_by_one(arch, photo):
     """Vanilla decoding of prompts of different lengths as one left-padded batch gives, token for
     token, what each prompt gives alone."""
     from eta.config import ETAConfig
-    from eta.method import ETA
+    from eta.alignment import ETA
     from tests.conftest import clip, reward_model
 
     model = load(arch)

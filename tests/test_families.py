@@ -1,7 +1,7 @@
 """Today's VLM families on tiny twins: the decoding loop's and ETA's twin tests, run on each.
 
 The twins (``eta.twins``) are built from each family's config and processor classes; the tests
-are those of ``tests/test_decoding.py`` and ``tests/test_method.py``, so every family meets the
+are those of ``tests/test_decoding.py`` and ``tests/test_alignment.py``, so every family meets the
 same bar: forked-cache logits equal full recomputation, N=1 greedy equals vanilla token for token,
 left-padded batches equal one-by-one, ETA end to end.
 """
@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import tests.test_decoding as decoding_tests
-import tests.test_method as method_tests
+import tests.test_alignment as method_tests
 from eta import decoding
-from eta.method import ETA
+from eta.alignment import ETA
 from eta.models import MultimodalRotaryInputs, list_models
 from tests.conftest import clip, reward_model
 from tests.conftest import vlm as load

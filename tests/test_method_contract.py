@@ -9,7 +9,7 @@ from PIL import Image
 
 from eta.config import ETAConfig, Prompts
 from eta.decoding import StopStrings, best_of_n_sentences, fork, prefill, sample_continuations
-from eta.method import ETA
+from eta.alignment import ETA
 from eta.store import RunKey, Store
 
 
@@ -59,7 +59,7 @@ class FakeClip:
 @pytest.fixture
 def deep_score(tiny_vlm, monkeypatch):
     """The scorer ETA's deep alignment hands to best-of-N, with fake reward and CLIP models."""
-    import eta.method
+    import eta.alignment
     from eta.decoding import BestOfNResult, SentenceRequest
 
     captured = {}
@@ -71,7 +71,7 @@ def deep_score(tiny_vlm, monkeypatch):
     def one_input(response, candidates, sentence_idx, any_eos):  # the scorer as one input sees it
         return captured["score"]([SentenceRequest(0, response, candidates, sentence_idx, any_eos)])[0]
 
-    monkeypatch.setattr(eta.method, "best_of_n_many", capture)
+    monkeypatch.setattr(eta.alignment, "best_of_n_many", capture)
     reward, clip = FakeReward([0.5, 0.25]), FakeClip([0.2, 0.8])
     method = ETA(tiny_vlm, reward, clip, ETAConfig(alpha=2.0, shallow=False, clip_guide=True))
     method.align("What is this?", Image.new("RGB", (32, 32)), torch.zeros(4), seed=0)

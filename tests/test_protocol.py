@@ -98,7 +98,7 @@ def test_official_sentence_end_in_the_decoding_loop():
 
 def test_eta_chooses_the_sentence_end_by_protocol():
     from eta.config import ETAConfig
-    from eta.method import ETA
+    from eta.alignment import ETA
 
     model = load("tiny-llava")
     assert isinstance(ETA(model, None, None, ETAConfig(), protocol="official").stop, decoding.SentenceEndTokens)

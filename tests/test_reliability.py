@@ -254,7 +254,7 @@ def test_non_utf8_annotation_file_is_named(tmp_path):
 
 
 def test_sixteen_bit_png_keeps_its_gray_levels(tmp_path):
-    from eta.method import open_image
+    from eta.alignment import open_image
 
     levels = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
     path = tmp_path / "gray16.png"
@@ -441,7 +441,7 @@ def test_tau_pre_outside_the_cosine_range(key, value, message):
 def test_tau_post_outside_the_reward_models_declared_range():
     from eta.config import ConfigError, ETAConfig
     from eta.evaluators import GenerativeJudgeRM
-    from eta.method import ETA
+    from eta.alignment import ETA
 
     judge = GenerativeJudgeRM.__new__(GenerativeJudgeRM)
     judge.name = "smollm2-judge"

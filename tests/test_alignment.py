@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from eta.config import ETAConfig, load_profile
-from eta.method import ETA, decide, open_image
+from eta.alignment import ETA, decide, open_image
 from eta.models import UnknownModelError, load_vlm
 from tests.conftest import clip, reward_model, vlm
 
