@@ -185,6 +185,23 @@ def measure(eta: ETA, image, tokens: int, repeats: int, seed: int) -> dict:
     }
 
 
+def load_models(args):
+    """The device and the three models a speed script measures, from its common arguments
+    (``--threads``, ``--device``, ``--dtype``, ``--model``, ``--layers``). EOS is switched off, so
+    every variant decodes exactly the requested number of tokens; ``--dtype auto`` becomes bf16 on
+    CPUs with native bf16 matmuls."""
+    from eta.models import pick_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    if args.dtype == "auto":
+        args.dtype = "bfloat16" if device.type == "cpu" and cpu_has_native_bf16() else "float32"
+    vlm, rm, clip = build(args.model, str(device), args.layers, args.dtype)
+    vlm.eos_token_ids = []
+    return device, vlm, rm, clip
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2", choices=["smollm2", "tiny", "random-7b"])
@@ -205,17 +222,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     if args.quick:
         args.tokens, args.repeats = 48, 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from eta.models import pick_device
     from skimage import data
     from PIL import Image
 
-    device = pick_device(args.device)
-    if args.dtype == "auto":
-        args.dtype = "bfloat16" if device.type == "cpu" and cpu_has_native_bf16() else "float32"
-    vlm, rm, clip = build(args.model, str(device), args.layers, args.dtype)
-    vlm.eos_token_ids = []  # every variant decodes exactly --tokens tokens
+    device, vlm, rm, clip = load_models(args)
     cfg = replace(ETAConfig(), max_new_tokens=args.tokens, num_candidates=args.num_candidates,
                   max_sentence_tokens=args.max_sentence_tokens)
     eta = ETA(vlm, rm, clip, cfg, seed=args.seed)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eta.config import ETAConfig  # noqa: E402
 from eta.alignment import ETA, stable_seed  # noqa: E402
-from speed.decoding import Timer, build, cpu_has_native_bf16, peak_rss_mb, sequential_official  # noqa: E402
+from speed.decoding import Timer, load_models, peak_rss_mb, sequential_official  # noqa: E402
 
 log = logging.getLogger("throughput")
 
@@ -149,18 +149,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     log.setLevel(logging.INFO)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from PIL import Image
     from skimage import data
 
-    from eta.models import pick_device
-
-    device = pick_device(args.device)
-    if args.dtype == "auto":
-        args.dtype = "bfloat16" if device.type == "cpu" and cpu_has_native_bf16() else "float32"
-    vlm, rm, clip = build(args.model, str(device), args.layers, args.dtype)
-    vlm.eos_token_ids = []  # every answer has exactly --tokens tokens
+    device, vlm, rm, clip = load_models(args)  # EOS off: every answer has exactly --tokens tokens
     cfg = replace(ETAConfig(), max_new_tokens=args.tokens, num_candidates=args.num_candidates,
                   max_sentence_tokens=args.max_sentence_tokens, tau_pre=-1.0)
     image = Image.fromarray(data.chelsea()).convert("RGB")
