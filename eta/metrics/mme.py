@@ -83,6 +83,13 @@ def _mme_subtask(name: str, items: Sequence[MMEItem]) -> dict[str, Metric]:
     }
 
 
+def check_subtasks(names) -> None:
+    """Every name must be one of MME's 14 subtasks; the error lists the strangers."""
+    unknown = set(names) - set(MME_PERCEPTION) - set(MME_COGNITION)
+    if unknown:
+        raise ValueError(f"unknown MME subtasks {sorted(unknown)}")
+
+
 def _strict_scores(items: Iterable[MMEItem]) -> dict[str, Metric]:
     """Strict: per-subtask acc, acc+ and score, and the perception / cognition totals (points);
     an image's questions are found by ``image_id``, whatever their order.
@@ -93,9 +100,7 @@ def _strict_scores(items: Iterable[MMEItem]) -> dict[str, Metric]:
     groups: dict[str, list[MMEItem]] = defaultdict(list)
     for item in items:
         groups[item.subtask].append(item)
-    unknown = set(groups) - set(MME_PERCEPTION) - set(MME_COGNITION)
-    if unknown:
-        raise ValueError(f"unknown MME subtasks {sorted(unknown)}")
+    check_subtasks(groups)
     out: dict[str, Metric] = {}
     for name, group in groups.items():
         out.update(_mme_subtask(name, group))
@@ -165,9 +170,7 @@ def _official_subtask(name: str, lines: Sequence[str]) -> dict[str, Metric]:
 def mme_scores_official(result_lines: Mapping[str, Sequence[str]]) -> dict[str, Metric]:
     """Official: the MME release's ``calculation.py`` on per-subtask result lines
     (``{subtask: lines}``, as :func:`split_result_lines` reads a ``<subtask>.txt``)."""
-    unknown = set(result_lines) - set(MME_PERCEPTION) - set(MME_COGNITION)
-    if unknown:
-        raise ValueError(f"unknown MME subtasks {sorted(unknown)}")
+    check_subtasks(result_lines)
     out: dict[str, Metric] = {}
     for name, lines in result_lines.items():
         out.update(_official_subtask(name, lines))
