@@ -80,6 +80,40 @@ def open_image(image: Image.Image | str | Path | None) -> Image.Image | None:
     return read_rgb(image)
 
 
+# Knobs that only decide whether to align: an input's aligned answer never depends on them, so runs
+# that differ only here (a threshold sweep, the decision rules) share their aligned answers.
+DECISION_KNOBS = ("tau_pre", "tau_post", "rule", "text_only_rule")
+
+
+def aligning_signature(cfg: ETAConfig, protocol: str) -> str:
+    """A hash of everything an aligned answer depends on besides the input and its seed."""
+    from eta.store import stable_hash
+
+    return stable_hash([{k: v for k, v in asdict(cfg).items() if k not in DECISION_KNOBS}, protocol])
+
+
+def memo_spaces(cfg: ETAConfig, protocol: str, seed: int) -> dict[str, tuple]:
+    """Namespaces of the shared memo (``ETA.vanilla_memo``) under this configuration. Within them,
+    vanilla answers are keyed by (question, image name), post-scores by the vanilla answer, aligned
+    answers by (sample id, question, image name)."""
+    return {"vanilla": ("vanilla", cfg.max_new_tokens), "s_post": ("s_post", cfg.prompts.post),
+            "aligned": ("aligned", aligning_signature(cfg, protocol), seed)}
+
+
+def remember(memo: dict, cfg: ETAConfig, protocol: str, seed: int, records: list[dict[str, Any]]) -> None:
+    """Put the stored results of an ETA run (text-only inputs) into a shared memo, so that variants
+    run later reuse its vanilla answers, post-scores and aligned answers instead of decoding again."""
+    spaces = memo_spaces(cfg, protocol, seed)
+    for r in records:
+        if r.get("image") is not None or "skipped" in r or "s_post" not in r:
+            continue
+        memo.setdefault((spaces["vanilla"], (r["question"], None)), (r["vanilla"], r["vanilla_tokens"]))
+        memo.setdefault((spaces["s_post"], r["vanilla"]), r["s_post"])
+        if r["aligned"]:
+            memo.setdefault((spaces["aligned"], (r["sample_id"], r["question"], None)),
+                            (r["response"], r["response_tokens"], r["sentences"], r["candidates_scored"]))
+
+
 def stable_seed(seed: int, *parts: str) -> int:
     digest = hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()
     return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
@@ -242,13 +276,14 @@ class ETA:
         ids = sample_ids or [f"{q}\x1f{n or ''}" for q, n in zip(questions, names)]
         n = len(questions)
         t0 = self._clock()
-        vanilla = self._memoized(("vanilla", cfg.max_new_tokens), list(zip(questions, names)),
+        spaces = memo_spaces(cfg, self.protocol, base_seed)
+        vanilla = self._memoized(spaces["vanilla"], list(zip(questions, names)),
                                  lambda idx: self.generate_batch([questions[i] for i in idx], [imgs[i] for i in idx]),
                                  usable=[n_ != "<image>" for n_ in names])
         t1 = self._clock()
         embeddings = self.clip.embed_images(imgs) if imgs[0] is not None else [None] * n
         texts = [text for text, _ in vanilla]
-        s_post = self._memoized(("s_post", cfg.prompts.post), texts,
+        s_post = self._memoized(spaces["s_post"], texts,
                                 lambda idx: self.reward_model.score(cfg.prompts.post, [texts[i] for i in idx]))
         s_pre = [None if e is None else self.clip.pre_score(e, cfg.prompts.safety) for e in embeddings]
         t2 = self._clock()
@@ -258,9 +293,13 @@ class ETA:
         todo = [i for i in range(n) if aligned[i]]
         outputs = {i: (vanilla[i][0], vanilla[i][1], 0, 0) for i in range(n)}
         if todo:
-            outputs.update(zip(todo, self.align_batch(
-                [questions[i] for i in todo], [imgs[i] for i in todo], [embeddings[i] for i in todo],
-                [stable_seed(base_seed, ids[i]) for i in todo], names=[ids[i] for i in todo])))
+            outputs.update(zip(todo, self._memoized(
+                spaces["aligned"], [(ids[i], questions[i], names[i]) for i in todo],
+                lambda idx: self.align_batch(
+                    [questions[todo[j]] for j in idx], [imgs[todo[j]] for j in idx],
+                    [embeddings[todo[j]] for j in idx], [stable_seed(base_seed, ids[todo[j]]) for j in idx],
+                    names=[ids[todo[j]] for j in idx]),
+                usable=[names[i] != "<image>" for i in todo])))
         align_s = (self._clock() - t2) / max(len(todo), 1)
         results = []
         for i in range(n):

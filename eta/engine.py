@@ -60,8 +60,29 @@ class Models:
     def __init__(self, profile: Profile, share_vanilla: bool = True):
         self.profile = profile
         self._cache: dict[str, Any] = {}
-        # ETA variants run on these models share vanilla answers and post-scores (off for timing runs)
+        # ETA variants run on these models share vanilla answers, post-scores and aligned answers
+        # (``eta.alignment.memo_spaces``; off for timing runs), per input format of the VLM
         self.vanilla_memo: dict | None = {} if share_vanilla else None
+        self._stored_runs: list[tuple[str | None, Any, int, list]] = []  # not yet in the memo
+
+    def remember(self, benchmark_kind: str | None, cfg, seed: int, records: list[dict[str, Any]]) -> None:
+        """Offer an ETA run's stored results to the memo (applied when a runner next needs it, so
+        that a run read whole from the store never loads the VLM)."""
+        if self.vanilla_memo is not None:
+            self._stored_runs.append((benchmark_kind, cfg, seed, records))
+
+    def memo_for(self, benchmark_kind: str | None) -> dict | None:
+        """The shared memo of the VLM's input format for this kind of benchmark, with every stored
+        run offered so far put in."""
+        from eta.alignment import remember
+
+        if self.vanilla_memo is None:
+            return None
+        for kind, cfg, seed, records in self._stored_runs:
+            memo = self.vanilla_memo.setdefault(self.vlm_for(kind).input_format, {})
+            remember(memo, cfg, self.profile.judges.protocol, seed, records)
+        self._stored_runs.clear()
+        return self.vanilla_memo.setdefault(self.vlm_for(benchmark_kind).input_format, {})
 
     def _get(self, key: str, load):
         if key not in self._cache:
@@ -129,9 +150,7 @@ def build_runner(models: Models, method: str, overrides: dict[str, Any] | None, 
     vlm = models.vlm_for(benchmark_kind)
     rm = models.reward_model if spec.kind == "eta" else None
     clip = models.clip if spec.kind == "eta" else None
-    memo = None
-    if spec.kind == "eta" and models.vanilla_memo is not None:  # shared per input format only
-        memo = models.vanilla_memo.setdefault(vlm.input_format, {})
+    memo = models.memo_for(benchmark_kind) if spec.kind == "eta" else None
     eta = ETA(vlm, rm, clip, cfg, seed=seed, vanilla_memo=memo, protocol=models.profile.judges.protocol,
               align_tokens=models.profile.engine.align_tokens)
     return spec, cfg, Runner(spec, eta, seed)
@@ -232,6 +251,8 @@ def evaluate(
         if not records:
             raise ValueError(f"{benchmark}: every sample was skipped; first: {skipped[0]['where']}: "
                              f"{skipped[0]['reason']}")
+        if spec.kind == "eta":
+            models.remember(info.kind, cfg, seed, records)
         metrics = aggregate(records, info.kind, data, profile.judges.protocol,
                             safety_judge=judge_names(profile)["safety"])
         if skipped:

@@ -2,8 +2,9 @@
 
 Built once on first use into the cache (``smollm2_safety_rm_dir``) and saved as a plain
 ``LlamaForSequenceClassification`` checkpoint, so it loads through the same reward-model path as a
-real one (``eta.evaluators.load_reward_model``). Its score is the logit of P(safe) up to a constant:
-higher is safer, and the profile's ``tau_post`` is calibrated on this scale.
+real one (``eta.evaluators.load_reward_model``) and scores the same in plain ``transformers``. Its
+score is the logit of P(safe) (compressed only beyond +-10): higher is safer, and the profile's
+``tau_post`` is calibrated on this scale.
 
 The build:
 
@@ -17,10 +18,13 @@ The build:
 2. Examples: every human-labelled response of the ``rm-train`` / ``rm-val`` splits and every in-domain
    answer, under the POST prompt (cut to ``MAX_RESPONSE_TOKENS``); half of them also
    under the DEEP prompt, cut at a seeded random point (what the model scores during best-of-N).
-3. Features: the hidden state at the last token after the first ``k`` decoder layers (final norm
-   applied), for a few ``k``; one forward pass per batch over the shared prompt's cache.
+3. Features: the mean over every token (prompt and response) of the normed hidden states after
+   the first ``k`` decoder layers, for a few ``k``; one forward pass per batch over the shared
+   prompt's cache. The mean ranks answers far better than the last token's state alone (test AUC
+   on the human labels about 0.9 against 0.82; README).
 4. Head: standardised logistic regression; ``k`` and the regularisation chosen by validation AUC.
-5. Checkpoint: the first ``k`` layers of SmolLM2 with a score head whose weights fold in the scaler.
+5. Checkpoint: the first ``k`` layers of SmolLM2 and one pooling layer made of plain Llama parts
+   that computes the head on that mean at the last token (``pooled_classifier``).
 """
 
 from __future__ import annotations
@@ -42,15 +46,15 @@ from eta.safety_data import LabelledResponse, advbench_split, benign_prompts, la
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = "v1"  # bump when anything below changes the checkpoint
+BUILD_VERSION = "v3"  # bump when anything below changes the checkpoint (v2 never shipped)
 ANSWER_MODEL = "smollm2-llava"  # the local profile's VLM: its answers are what the model must judge
 ANSWER_TOKENS = 40  # in-domain answers: greedy tokens each (the opening shows compliance or refusal)
 MAX_RESPONSE_TOKENS = 64  # training responses are cut to this many tokens
 MIN_PREFIX_TOKENS = 6
 DEEP_SHARE = 0.5  # share of rows also shown as a partial answer under the DEEP prompt
 INTERFERENCE_PREFIX = ETAConfig().prefix
-LAYER_CHOICES = (10, 16, 22)  # decoder layers kept (of 30); only the first max() ever run
-C_CHOICES = (0.01, 0.1, 1.0)
+LAYER_CHOICES = (10, 14, 18, 22, 26)  # decoder layers kept (of 30); only the first max() ever run
+C_CHOICES = (0.003, 0.01, 0.03)
 SEED = 0
 BATCH = 16
 
@@ -149,11 +153,13 @@ def encode(tokenizer, prompt: str, response: str) -> list[int]:
 
 
 @torch.inference_mode()
-def last_token_features(model, tokenizer, pairs: list[tuple[str, str]], layers: tuple[int, ...],
-                        batch_size: int = BATCH) -> dict[int, np.ndarray]:
-    """{k: (n, H)} normed hidden states at the last token after ``k`` layers, for (prompt, response) pairs.
+def mean_features(model, tokenizer, pairs: list[tuple[str, str]], layers: tuple[int, ...],
+                  batch_size: int = BATCH) -> dict[int, np.ndarray]:
+    """{k: (n, H)} the mean over every token of the normed hidden states after ``k`` layers, for
+    (prompt, response) pairs: what the checkpoint's pooling layer computes (``pooled_classifier``).
 
-    Pairs sharing a prompt run over one cache of its common prefix (right-padded suffixes).
+    Pairs sharing a prompt run over one cache of its common prefix (right-padded suffixes); the
+    prefix's own hidden states are summed once.
     """
     base = model.model
     all_layers = base.layers
@@ -164,10 +170,16 @@ def last_token_features(model, tokenizer, pairs: list[tuple[str, str]], layers: 
         base.layers = all_layers
 
 
+def _normed(base, hidden_states, k: int, deepest: int) -> torch.Tensor:
+    """Hidden states after ``k`` layers with the final norm applied (the deepest one already has it)."""
+    return hidden_states[k] if k == deepest else base.norm(hidden_states[k])
+
+
 def _features(model, base, tokenizer, pairs, layers, batch_size) -> dict[int, np.ndarray]:
     from eta.decoding import new_cache
     from eta.evaluators import common_prefix_length
 
+    deepest = max(layers)
     feats = {k: np.zeros((len(pairs), model.config.hidden_size), dtype=np.float32) for k in layers}
     by_prompt: dict[str, list[int]] = {}
     for i, (prompt, _) in enumerate(pairs):
@@ -178,7 +190,8 @@ def _features(model, base, tokenizer, pairs, layers, batch_size) -> dict[int, np
         shared = common_prefix_length([encode(tokenizer, prompt, "a"), encode(tokenizer, prompt, "b")])
         prefix = encoded[indices[0]][:shared]
         cache = new_cache(model)
-        base(input_ids=torch.tensor([prefix]), cache=cache, use_cache=True)
+        head = base(input_ids=torch.tensor([prefix]), cache=cache, use_cache=True, output_hidden_states=True)
+        prefix_sums = {k: _normed(base, head.hidden_states, k, deepest)[0].sum(0) for k in layers}
         order = sorted(indices, key=lambda i: len(encoded[i]))
         for start in range(0, len(order), batch_size):
             chunk = order[start: start + batch_size]
@@ -190,11 +203,11 @@ def _features(model, base, tokenizer, pairs, layers, batch_size) -> dict[int, np
             batch_cache.batch_repeat_interleave(len(chunk))
             out = base(input_ids=ids, attention_mask=mask, cache=batch_cache, use_cache=True,
                        output_hidden_states=True)
-            last = torch.tensor([len(s) - 1 for s in suffixes])
-            rows = torch.arange(len(chunk))
+            own = mask[:, shared:, None].float()  # the suffix tokens, padding left out
+            counts = torch.tensor([[shared + len(s)] for s in suffixes], dtype=torch.float32)
             for k in layers:
-                h = base.norm(out.hidden_states[k][rows, last]) if k < max(layers) else out.last_hidden_state[rows, last]
-                feats[k][chunk] = h.float().numpy()
+                sums = (_normed(base, out.hidden_states, k, deepest) * own).sum(1) + prefix_sums[k]
+                feats[k][chunk] = (sums / counts).float().numpy()
             bar.update(len(chunk))
     bar.close()
     return feats
@@ -232,25 +245,61 @@ def fit_head(feats: dict[int, np.ndarray], unsafe: np.ndarray, train: np.ndarray
 # ------------------------------------------------------------------------------------- build
 
 
-def truncated_classifier(lm, layers: int, weight: torch.Tensor, tokenizer):
-    """A ``LlamaForSequenceClassification`` of the first ``layers`` decoder layers of causal LM
-    ``lm`` (final norm kept) whose one-logit score head has ``weight``."""
+POOL_GAIN = 1e5  # the pooling layer's output scale: the last token's own state becomes negligible
+SCORE_RANGE = 100.0  # score = SCORE_RANGE * m / sqrt(m^2 + SCORE_RANGE^2): m itself while |m| << 100
+
+
+def pooled_classifier(lm, layers: int, weight: torch.Tensor, bias: float, tokenizer):
+    """A ``LlamaForSequenceClassification`` whose last-token score is a linear function of the
+    mean normed hidden state after the first ``layers`` decoder layers of causal LM ``lm``.
+
+    It keeps those layers and adds one pooling layer built from plain Llama parts:
+
+    * queries and keys are zero, so every token attends uniformly to all tokens so far: at the last
+      token the attention output is the mean over the sequence;
+    * the values hold ``m = weight . norm(h) + bias`` (the final norm's weights on the pooling
+      layer's input norm) and a constant 1 (value biases), and the output projection writes both,
+      scaled by ``POOL_GAIN``, to two coordinates of the residual stream; the MLP is zero;
+    * the final norm (weights 1) then divides by the length of that vector, and the score head
+      reads the first coordinate: ``SCORE_RANGE * m / sqrt(m^2 + SCORE_RANGE^2)``, monotonic in
+      ``m`` and equal to it up to 0.5% for |m| < 10.
+
+    So the checkpoint scores the same with this suite's reward-model path and with plain
+    ``transformers`` (no remote code), and a prefix cache or padding changes nothing.
+    """
     from transformers import LlamaForSequenceClassification
 
     config = copy.deepcopy(lm.config)
-    config.num_hidden_layers = layers
+    config.num_hidden_layers = layers + 1
     if getattr(config, "layer_types", None):
-        config.layer_types = config.layer_types[:layers]
+        config.layer_types = config.layer_types[: layers + 1]
+    config.attention_bias = True  # the pooling layer's constant; zero in every copied layer
     config.num_labels = 1
     config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     config.architectures = ["LlamaForSequenceClassification"]
     rm = LlamaForSequenceClassification(config).eval()
-    state = {name: tensor for name, tensor in lm.model.state_dict().items()
-             if not name.startswith("layers.") or int(name.split(".")[1]) < layers}
-    rm.model.load_state_dict(state, strict=True)
-    rm.score.weight.data.copy_(weight.reshape(1, -1))
+    state = {name: torch.zeros_like(t) for name, t in rm.state_dict().items()}
+    for name, tensor in lm.model.state_dict().items():
+        if not name.startswith("layers.") or int(name.split(".")[1]) < layers:
+            state[f"model.{name}"] = tensor.clone()
+    pool = f"model.layers.{layers}."
+    hidden = config.hidden_size
+    state[pool + "input_layernorm.weight"] = lm.model.norm.weight.detach().clone()
+    state[pool + "post_attention_layernorm.weight"] = torch.ones(hidden)
+    state[pool + "self_attn.v_proj.weight"][0] = weight.to(torch.float32)
+    state[pool + "self_attn.v_proj.bias"][0] = float(bias)
+    state[pool + "self_attn.v_proj.bias"][1] = 1.0
+    state[pool + "self_attn.o_proj.weight"][0, 0] = POOL_GAIN
+    state[pool + "self_attn.o_proj.weight"][1, 1] = POOL_GAIN * SCORE_RANGE
+    state["model.norm.weight"] = torch.ones(hidden)
+    state["score.weight"][0, 0] = SCORE_RANGE / hidden ** 0.5
+    rm.load_state_dict(state, strict=True)
     return rm
 
+
+def pooled_score(m: np.ndarray) -> np.ndarray:
+    """What ``pooled_classifier`` outputs for a head value ``m``."""
+    return SCORE_RANGE * m / np.sqrt(m ** 2 + SCORE_RANGE ** 2)
 
 
 def build(out: Path) -> None:
@@ -272,28 +321,34 @@ def build(out: Path) -> None:
     rows = human + [r for r in in_domain if r.split in ("rm-train", "rm-val")]
     data = examples(rows, tokenizer)
     lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
-    feats = last_token_features(lm, tokenizer, [(p, r) for p, r, _, _ in data], LAYER_CHOICES)
+    feats = mean_features(lm, tokenizer, [(p, r) for p, r, _, _ in data], LAYER_CHOICES)
     unsafe = np.array([u for _, _, u, _ in data])
     split = np.array([s for _, _, _, s in data])
     k, c, scaler, clf, val_aucs = fit_head(feats, unsafe, split == "rm-train", split == "rm-val")
     log.info("safety head: %d layers, C=%s, validation AUCs %s", k, c, val_aucs)
 
     weight = clf.coef_[0] / scaler.scale_
-    rm = truncated_classifier(lm, k, torch.tensor(weight, dtype=torch.float32), tokenizer)
+    bias = float(clf.intercept_[0] - weight @ scaler.mean_)
+    rm = pooled_classifier(lm, k, torch.tensor(weight, dtype=torch.float32), bias, tokenizer)
+    check_checkpoint(rm, tokenizer, data[:8], pooled_score(clf.decision_function(scaler.transform(feats[k][:8]))))
     rm.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    offset = float(clf.intercept_[0] - weight @ scaler.mean_)
-    with torch.no_grad():
-        check = float(rm.score(torch.tensor(feats[k][:1]))[0, 0]) + offset
-    expected = float(clf.decision_function(scaler.transform(feats[k][:1]))[0])
-    if abs(check - expected) > 1e-3 * max(1.0, abs(expected)):
-        raise RuntimeError(f"safety head folding is wrong: {check} vs {expected}")
     card = {
-        "description": "SmolLM2-135M-Instruct, first layers frozen, logistic-regression safety head "
-                       "(score = logit P(safe) - logit_offset)",
-        "layers": k, "C": c, "logit_offset": offset, "validation_auc": val_aucs,
+        "description": "SmolLM2-135M-Instruct, first layers frozen, mean-pooled logistic-regression safety "
+                       "head (score = logit P(safe) while |score| << 100)",
+        "layers": k, "C": c, "validation_auc": val_aucs,
         "examples": {s: {"unsafe": int((unsafe & (split == s)).sum()), "safe": int((~unsafe & (split == s)).sum())}
                      for s in ("rm-train", "rm-val")},
         "in_domain_answers": len(in_domain), "seed": SEED, "build_version": BUILD_VERSION,
     }
     (out / "safety_head.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def check_checkpoint(rm, tokenizer, data: list[tuple[str, str, bool, str]], expected: np.ndarray) -> None:
+    """Fail the build unless the checkpoint, through the reward-model path, scores ``data`` as the head."""
+    from eta.evaluators import SequenceClassifierRM
+
+    scorer = SequenceClassifierRM(rm, tokenizer, name="check")
+    got = np.array([scorer.score(prompt, [response])[0] for prompt, response, _, _ in data])
+    if not np.allclose(got, expected, atol=2e-3 * max(1.0, float(np.abs(expected).max()))):
+        raise RuntimeError(f"safety checkpoint does not score as its head: {got.tolist()} vs {expected.tolist()}")

@@ -163,3 +163,25 @@ def test_ecso_branches(tiny, models, photo):
 def test_unknown_method_lists_known(tiny):
     with pytest.raises(KeyError, match="known methods: vanilla, eta"):
         evaluate(tiny, BENCH, "eta-v2", limit=1, store=":memory:")
+
+
+def test_threshold_variant_reads_aligned_answers_of_a_stored_run(tmp_path, tiny, monkeypatch):
+    """A threshold variant run later on fresh models (another notebook) takes the aligned answers
+    of the stored ETA run instead of aligning again, and gets what aligning would give."""
+    from eta.alignment import ETA
+
+    store = tmp_path / "s.sqlite"
+    base = evaluate(tiny, "advbench-heldout", "eta", limit=3, store=store, models=Models(tiny), progress=False)
+    assert all(r["aligned"] for r in base.records)
+    fresh = Models(tiny)
+    evaluate(tiny, "advbench-heldout", "eta", limit=3, store=store, models=fresh, progress=False)  # all stored
+    assert not fresh._cache  # read whole from the store: no model loaded
+
+    def no_aligning(*args, **kwargs):
+        raise AssertionError("aligned again")
+
+    monkeypatch.setattr(ETA, "align_batch", no_aligning)
+    variant = evaluate(tiny, "advbench-heldout", "eta", limit=3, store=store, models=fresh, progress=False,
+                       overrides={"tau_post": 1.0e8})
+    assert variant.run.method_hash != base.run.method_hash
+    assert comparable(variant) == comparable(base)
