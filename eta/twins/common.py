@@ -3,6 +3,8 @@
 * ``models_dir`` and ``TWIN_VERSION``: the cache folder of built models and the version in a twin's
   folder name (bumped when a builder changes, so older builds are not reused).
 * ``CHATML_VLM_TEMPLATE`` / ``vlm_chat_template``: SmolLM2's ChatML turns with image parts.
+* ``tiny_text_sizes``: the tiny language model's sizes and special token ids, in the keywords that
+  the text configs of Llama and of the other VLM families share.
 * ``tiny_text_config`` / ``tiny_vision_config``: the tiny Llama language model and CLIP vision tower
   most twins are made of.
 * ``save_twin`` and ``write_stand_in``: a built twin written as ``from_pretrained`` reads it, with
@@ -44,22 +46,27 @@ def models_dir() -> Path:
     return path
 
 
-def tiny_text_config(vocab_size: int, tokenizer):
+def tiny_text_sizes(tokenizer, **overrides) -> dict:
+    """Text-config keywords of the tiny language model: the tokenizer's vocabulary and special ids,
+    width 64, 2 layers of 4 query heads sharing 2 key-value heads; ``overrides`` add or replace keys."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        **overrides,
+    }
+
+
+def tiny_text_config(tokenizer):
     from transformers import LlamaConfig
 
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
+    return LlamaConfig(**tiny_text_sizes(tokenizer, max_position_embeddings=2048, tie_word_embeddings=False))
 
 
 def tiny_vision_config(image_size: int, patch: int):

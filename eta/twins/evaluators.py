@@ -24,7 +24,7 @@ def build_tiny_reward(out: Path) -> None:
 
     tokenizer = padded(smollm2_tokenizer())
     torch.manual_seed(0)
-    config = tiny_text_config(len(tokenizer), tokenizer)
+    config = tiny_text_config(tokenizer)
     config.num_labels = 1
     model = LlamaForSequenceClassification(config)
     model.save_pretrained(out)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from eta.twins.common import save_twin, tiny_text_config, vlm_chat_template
+from eta.twins.common import save_twin, tiny_text_config, tiny_text_sizes, vlm_chat_template
 from eta.twins.smollm2 import tokenizer_named, tokenizer_with
 
 QWEN_VL_TEMPLATE = (  # Qwen2-VL's ChatML with its default system turn; Qwen3-VL drops that turn
@@ -31,20 +31,10 @@ QWEN_VL_TEMPLATE = (  # Qwen2-VL's ChatML with its default system turn; Qwen3-VL
 QWEN_VL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>")
 
 
-def _tiny_qwen_vl_text(config_class, tokenizer, **extra):
-    return config_class(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], **extra},
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+def _tiny_qwen_vl_text(config_class, tokenizer, **rope):
+    """The tiny text config with Qwen-VL's multimodal rope (``rope`` adds to its parameters)."""
+    rope_parameters = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], **rope}
+    return config_class(**tiny_text_sizes(tokenizer, max_position_embeddings=4096, rope_parameters=rope_parameters))
 
 
 def _qwen_vl_processor(processor_class, image_processor_class, video_processor_class, tokenizer, patch: int,
@@ -151,13 +141,10 @@ def build_gemma3(out: Path) -> None:
     )
     ids = tokenizer.convert_tokens_to_ids
     torch.manual_seed(0)
-    text = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16,
-        sliding_window=16, layer_types=["sliding_attention", "full_attention"],
-        max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
+    text = Gemma3TextConfig(**tiny_text_sizes(
+        tokenizer, head_dim=16, query_pre_attn_scalar=16, sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=4096,
+    ))
     vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                                 image_size=32, patch_size=8, vision_use_head=False)
     config = Gemma3Config(
@@ -200,7 +187,7 @@ def build_idefics3(out: Path) -> None:
     config = Idefics3Config(
         vision_config=Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                            num_attention_heads=4, image_size=32, patch_size=8),
-        text_config=tiny_text_config(len(tokenizer), tokenizer),
+        text_config=tiny_text_config(tokenizer),
         scale_factor=2,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
     )
@@ -226,7 +213,7 @@ def build_internvl(out: Path) -> None:
     config = InternVLConfig(
         vision_config=InternVLVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                            num_attention_heads=4, image_size=[32, 32], patch_size=[8, 8]),
-        text_config=tiny_text_config(len(tokenizer), tokenizer),
+        text_config=tiny_text_config(tokenizer),
         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
         image_seq_length=4,
         downsample_ratio=0.5,

@@ -183,7 +183,7 @@ def build_internvl_chat(out: Path) -> None:
     tokenizer = smollm2_tokenizer()
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    text_config = tiny_text_config(len(tokenizer), tokenizer)
+    text_config = tiny_text_config(tokenizer)
     with tempfile.TemporaryDirectory() as tmp:
         chat_dir, vision_dir = Path(tmp) / "chat", Path(tmp) / "vision"
         chat_dir.mkdir()

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from eta.cache import build_once
-from eta.twins.common import TWIN_VERSION, models_dir, save_twin, tiny_text_config, tiny_vision_config
-from eta.twins.common import vlm_chat_template
+from eta.twins.common import TWIN_VERSION, models_dir, save_twin, tiny_text_config, tiny_text_sizes
+from eta.twins.common import tiny_vision_config, vlm_chat_template
 from eta.twins.smollm2 import smollm2_dir, tokenizer_with
 
 # The image grids (in pixels) that the LlavaNext and LlavaOnevision twins tile images into.
@@ -26,7 +26,7 @@ PINPOINTS = [[32, 32], [32, 64], [64, 32]]
 def _llava_config(config_class, tokenizer, text_config=None, image_size: int = 32, patch: int = 8, **extra):
     """A LLaVA-family config: a tiny CLIP tower read at its second-to-last layer without CLS."""
     if text_config is None:
-        text_config = tiny_text_config(len(tokenizer), tokenizer)
+        text_config = tiny_text_config(tokenizer)
     return config_class(
         vision_config=tiny_vision_config(image_size, patch),
         text_config=text_config,
@@ -158,18 +158,7 @@ def build_mllama(out: Path) -> None:
 
     tokenizer = tokenizer_with("<|image|>", ("<|python_tag|>",))
     torch.manual_seed(0)
-    text_config = MllamaTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        cross_attention_layers=[1, 3],
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text_config = MllamaTextConfig(**tiny_text_sizes(tokenizer, num_hidden_layers=4, cross_attention_layers=[1, 3]))
     vision_config = MllamaVisionConfig(
         hidden_size=32,
         intermediate_size=64,
