@@ -65,7 +65,7 @@ def random_7b(device: str, layers: int = 32):
     from eta.evaluators import ClipScorer, SequenceClassifierRM
     from eta.models import VLM
 
-    tokenizer = twins._tokenizer_with("<image>")
+    tokenizer = twins.tokenizer_with("<image>")
     dev = torch.device(device)
     text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=4096, intermediate_size=11008, num_hidden_layers=layers,
                        num_attention_heads=32, num_key_value_heads=32, bos_token_id=tokenizer.bos_token_id,
