@@ -118,15 +118,16 @@ def measure(eta: ETA, m: int, image, batch_size: int, official_inputs: int, toke
 
 def threshold_for_share(eta: ETA, m: int, image, share: float, batch_size: int) -> float:
     """A post-evaluation threshold under which ``share`` of the vanilla answers fall (align iff s_post <= tau)."""
-    if share >= 1.0:
-        return float("inf")
+    low, high = getattr(eta.reward_model, "score_range", None) or (float("-inf"), float("inf"))
+    if share >= 1.0:  # align iff s_post <= tau: the top of the declared score range aligns all
+        return high
     if share <= 0.0:
-        return float("-inf")
+        return low  # nothing scores below the bottom of the range (a score exactly at it is aligned)
     qs = questions(m)
     answers = [a for s in range(0, m, batch_size) for a, _ in eta.generate_batch(qs[s: s + batch_size], [image] * len(qs[s: s + batch_size]))]
     scores = sorted(eta.reward_model.score(eta.cfg.prompts.post, answers))
     count = round(share * m)
-    return float("-inf") if count == 0 else scores[count - 1]
+    return low if count == 0 else scores[count - 1]
 
 
 def main(argv=None) -> int:
