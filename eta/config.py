@@ -6,10 +6,12 @@ or a value of the wrong type is an error that names the dotted key and the file 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -145,6 +147,24 @@ def params_dir() -> Path:
     """The ``params/`` directory: ``$ETA_PARAMS`` or the one beside the package."""
     env = os.environ.get("ETA_PARAMS")
     return Path(env) if env else Path(__file__).resolve().parent.parent / "params"
+
+
+@contextlib.contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set environment variables for the block (child processes such as notebook kernels inherit
+    them; None leaves a variable as it is); restore them afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for key, value in values.items():
+            if value is not None:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def profile_names() -> list[str]:
@@ -288,6 +308,16 @@ def set_dotted(obj: Any, dotted: str, value: Any, *, source: str) -> None:
         raise ConfigError(f"{source}: unknown key {dotted!r}")
     hint = typing.get_type_hints(type(target))[leaf]
     setattr(target, leaf, coerce(hint, value, dotted=dotted, source=source))
+
+
+def profile_value(profile: Profile, dotted: str) -> Any:
+    """The value at a dotted key of a profile (``"models.clip"``), or None where there is none."""
+    value: Any = profile
+    for part in dotted.split("."):
+        if not hasattr(value, part):
+            return None
+        value = getattr(value, part)
+    return value
 
 
 def parse_override(text: str) -> tuple[str, Any]:

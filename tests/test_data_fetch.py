@@ -520,7 +520,7 @@ def test_cli_names_unknown_and_embedded_benchmarks(capsys, tmp_path):
 
 
 def test_preflight_points_at_the_fetch_command(monkeypatch, tmp_path):
-    from eta.reproduce import benchmark_missing
+    from eta.preflight import benchmark_missing
 
     monkeypatch.setenv("ETA_DATA_DIR", str(tmp_path))
     assert "\nFetch it: python -m eta data fetch figstep-suffix;" in benchmark_missing("figstep-suffix").how

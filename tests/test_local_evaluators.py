@@ -245,7 +245,7 @@ def test_judge_reward_command(tmp_path, capsys):
 
 def test_preflight_accepts_a_classifier_judge():
     from eta.config import load_profile
-    from eta.reproduce import model_missing
+    from eta.preflight import model_missing
 
     profile = load_profile("local")
     assert model_missing("judges.safety", "tfidf-safety", profile) is None

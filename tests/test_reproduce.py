@@ -13,6 +13,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from eta import reproduce as rp
 from eta import report, tracking
 from eta.config import ConfigError, params_dir
+from eta.preflight import PreflightError
 
 REAL_PARAMS = params_dir()
 
@@ -127,7 +128,7 @@ def test_preflight_lists_missing_checkpoints_and_data_for_paper(suite, monkeypat
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(suite / "home"))  # no ~/.cache/clip either
     (suite / "params" / "paper" / "03_needs_all.yaml").write_text("benchmark: clip-study\n")
-    with pytest.raises(rp.PreflightError) as caught:
+    with pytest.raises(PreflightError) as caught:
         rp.reproduce("paper", ["03"], results_root=suite / "results", run_id="pf")
     message = str(caught.value)
     for expected in ("llava-hf/llava-1.5-7b-hf", "RLHFlow/ArmoRM-Llama3-8B-v0.1", "ViT-L-14-336",
