@@ -133,7 +133,7 @@ PAPER_MODEL_PROFILES = {"paper-llava-1.5-13b": "llava-1.5-13b", "paper-internvl-
 def test_paper_model_profiles_are_the_paper_profile_with_their_vlm(name, model):
     from pathlib import Path
 
-    from eta import reproduce
+    from eta import notebook_params
     from eta.analysis import grid
     from eta.config import load_profile
     from eta.models import REGISTRY
@@ -144,7 +144,7 @@ def test_paper_model_profiles_are_the_paper_profile_with_their_vlm(name, model):
     assert grid.paper_model(ours) == model and grid.paper_model(load_profile("tiny")) == "llava-1.5-7b"
     assert grid.paper_reference("usr", ["eta"], grid.paper_model(ours)) != grid.paper_reference("usr", ["eta"])
     notebook = Path("notebooks/02_harmlessness.ipynb")
-    assert reproduce.params_file(name, notebook) == reproduce.params_file("paper", notebook)
+    assert notebook_params.params_file(name, notebook) == notebook_params.params_file("paper", notebook)
 
 
 def test_profile_extends_overrides_key_by_key_and_rejects_loops(tmp_path, monkeypatch):

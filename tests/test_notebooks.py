@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from eta import report, tracking
+from eta import notebook_params, report, tracking
 from eta import reproduce as rp
 from eta.config import params_dir
 
@@ -59,17 +59,17 @@ def test_committed_notebook_is_clean(notebook):
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     assert not dirty, f"{notebook.name}: cells {dirty} hold outputs; clear them before committing"
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
-    declared = rp.notebook_parameters(notebook)
-    assert set(rp.SET_BY_REPRODUCE) <= set(declared), f"{notebook.name} lacks {rp.SET_BY_REPRODUCE}"
+    declared = notebook_params.notebook_parameters(notebook)
+    assert set(notebook_params.SET_BY_REPRODUCE) <= set(declared), f"{notebook.name} lacks {notebook_params.SET_BY_REPRODUCE}"
     assert declared["profile"]["default"].strip("'\"") == "tiny", "defaults are sized for a small run"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=ids)
 def test_params_file_keys_are_notebook_parameters(notebook, profile):
-    path = rp.params_file(profile, notebook)
+    path = notebook_params.params_file(profile, notebook)
     assert path.is_file(), f"missing {path}"
-    rp.load_params(profile, notebook)  # strict: an unknown key or a wrong type raises, naming both
+    notebook_params.load_params(profile, notebook)  # strict: an unknown key or a wrong type raises, naming both
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -147,11 +147,11 @@ def test_notebook_runs_with_tiny_profile(notebook, tmp_path, monkeypatch):
     assert config["profile"]["name"] == "tiny"
     assert config["run_id"] == f"test-{notebook.stem}"
     assert config["params"]["profile"] == "tiny"
-    expected = rp.load_params("tiny", notebook)
+    expected = notebook_params.load_params("tiny", notebook)
     missing = sorted(set(expected) - set(config["params"]))
     assert not missing, f"the W&B config must hold every notebook parameter; missing {missing}"
     assert all(config["params"][k] == v for k, v in expected.items()
-               if k not in rp.SET_BY_REPRODUCE and not isinstance(v, rp.Expression))
+               if k not in notebook_params.SET_BY_REPRODUCE and not isinstance(v, notebook_params.Expression))
     assert "tiny" in data["tags"] and "stand-in" in data["tags"]
     logged = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
     assert b"executed-notebook" in logged, "the executed notebook is logged as an artifact"

@@ -13,6 +13,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from eta import reproduce as rp
 from eta import report, tracking
 from eta.config import ConfigError, params_dir
+from eta.notebook_params import load_params
 from eta.preflight import PreflightError
 
 REAL_PARAMS = params_dir()
@@ -84,19 +85,19 @@ def test_discover_and_select(suite):
 
 def test_params_are_merged_strictly(suite):
     notebook = suite / "notebooks" / "01_ok.ipynb"
-    values = rp.load_params("tiny", notebook)
+    values = load_params("tiny", notebook)
     assert values["limit"] == 2 and values["threshold"] == 1  # an int where a float is: accepted
     assert values["benchmark"] == "embedded-clip-study"  # the notebook's default
     path = suite / "params" / "tiny" / "01_ok.yaml"
     path.write_text("limit: 2\nlimt: 3\n")
     with pytest.raises(ConfigError, match=r"01_ok\.yaml.*unknown key 'limt'"):
-        rp.load_params("tiny", notebook)
+        load_params("tiny", notebook)
     path.write_text("limit: two\n")
     with pytest.raises(ConfigError, match="'limit' must be int"):
-        rp.load_params("tiny", notebook)
+        load_params("tiny", notebook)
     path.write_text("output_dir: elsewhere\n")
     with pytest.raises(ConfigError, match="set by reproduce"):
-        rp.load_params("tiny", notebook)
+        load_params("tiny", notebook)
 
 
 def test_dry_run_prints_plan_and_loads_nothing(suite, monkeypatch, capsys):
