@@ -18,18 +18,9 @@ import torch
 from PIL import Image
 
 from eta.config import ETAConfig, Profile, check_thresholds
-from eta.decoding import (
-    AlignJob,
-    SentenceRequest,
-    TopKSampler,
-    best_of_n_many,
-    greedy,
-    make_generator,
-    prefill_batch,
-    sample_continuations,
-    sentence_stop,
-)
+from eta.decoding import AlignJob, SentenceRequest, best_of_n_many, prefill_batch, sample_continuations
 from eta.images import read_rgb, to_rgb
+from eta.sampling import TopKSampler, greedy, make_generator, sentence_stop
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eta import decoding  # noqa: E402
+from eta import decoding, sampling  # noqa: E402
 from eta.config import ETAConfig  # noqa: E402
 from eta.alignment import ETA  # noqa: E402
 
@@ -121,7 +121,7 @@ def sequential_official(eta: ETA, inputs, image_embedding, seed: int, tokens: in
 
 def _sequential(eta: ETA, inputs, image_embedding, seed: int, tokens: int) -> int:
     cfg, vlm = eta.cfg, eta.vlm
-    sampler = decoding.TopKSampler(cfg.top_k, cfg.temperature, decoding.make_generator(seed, vlm.device))
+    sampler = sampling.TopKSampler(cfg.top_k, cfg.temperature, sampling.make_generator(seed, vlm.device))
     prefix_ids = eta._prefix_ids(inputs["input_ids"][0].tolist(), cfg.prefix)
     state = decoding.prefill(vlm, inputs)
     response: list[int] = []
@@ -158,7 +158,7 @@ def measure(eta: ETA, image, tokens: int, repeats: int, seed: int) -> dict:
     counts = {}
     for r in range(repeats):
         t, cont = timer(lambda: decoding.sample_continuations(vlm, decoding.prefill(vlm, plain), max_tokens=tokens,
-                                                             choose=decoding.greedy))
+                                                             choose=sampling.greedy))
         rows["vanilla"].append(t)
         counts["vanilla"] = int(cont.lengths[0])
         answer = vlm.decode(cont.row(0))

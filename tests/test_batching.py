@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from eta import decoding
+from eta import decoding, sampling
 from eta.config import ETAConfig
 from eta.alignment import ETA
 from tests.conftest import clip, reward_model, vlm
@@ -96,14 +96,14 @@ def test_many_inputs_in_one_batch_equal_the_written_out_loop(photo):
     """Three inputs of ragged prompts, two in flight at a time, each with its own generator: each
     answer equals the one-input loop written with the primitives."""
     model = vlm("tiny-llava")
-    stop = decoding.StopStrings(model.tokenizer, ["."])
+    stop = sampling.StopStrings(model.tokenizer, ["."])
     prompts = [model.encode(q, photo) for q in QUESTIONS[:3]]
 
     def score(response, candidates, idx, any_eos):
         return [float((sum(c) + len(response)) % 7) for c in candidates]
 
     def sampler(seed):
-        return decoding.TopKSampler(5, 1.5, torch.Generator().manual_seed(seed))
+        return sampling.TopKSampler(5, 1.5, torch.Generator().manual_seed(seed))
 
     expected = [reference_best_of_n(model, p, sampler(i), stop, score, 3, 15, 4) for i, p in enumerate(prompts)]
     calls = []
@@ -125,14 +125,14 @@ def test_sentences_finishing_together_are_scored_in_one_call(photo):
     call holds both, and both answers are the lone answer."""
     model = vlm("tiny-llava")
     inputs = model.encode("Describe it.", photo)
-    stop = decoding.StopStrings(model.tokenizer, ["."])
+    stop = sampling.StopStrings(model.tokenizer, ["."])
     calls = []
 
     def score(requests):
         calls.append(len(requests))
         return [[float(sum(c) % 5) for c in r.candidates] for r in requests]
 
-    jobs = [decoding.AlignJob(inputs, decoding.TopKSampler(5, 1.5, torch.Generator().manual_seed(4)))
+    jobs = [decoding.AlignJob(inputs, sampling.TopKSampler(5, 1.5, torch.Generator().manual_seed(4)))
             for _ in range(2)]
     both = decoding.best_of_n_many(model, jobs, num_candidates=4, stop=stop, score=score, max_new_tokens=12,
                                    max_sentence_tokens=3)
@@ -141,7 +141,7 @@ def test_sentences_finishing_together_are_scored_in_one_call(photo):
 
 def test_budget_bounds_inputs_in_flight_and_rejects_an_input_that_cannot_fit(photo):
     model = vlm("tiny-llava")
-    stop = decoding.StopStrings(model.tokenizer, ["."])
+    stop = sampling.StopStrings(model.tokenizer, ["."])
     prompts = [model.encode(q, photo) for q in QUESTIONS[:4]]
     width = max(p["input_ids"].shape[1] for p in prompts) + 10
     in_flight = []
@@ -149,7 +149,7 @@ def test_budget_bounds_inputs_in_flight_and_rejects_an_input_that_cannot_fit(pho
     def score(requests):
         return [[0.0] * len(r.candidates) for r in requests]
 
-    jobs = [decoding.AlignJob(p, decoding.TopKSampler(5, 1.5, torch.Generator().manual_seed(i)))
+    jobs = [decoding.AlignJob(p, sampling.TopKSampler(5, 1.5, torch.Generator().manual_seed(i)))
             for i, p in enumerate(prompts)]
     original = decoding.Flight.step
 
@@ -166,7 +166,7 @@ def test_budget_bounds_inputs_in_flight_and_rejects_an_input_that_cannot_fit(pho
     assert max(in_flight) == 6  # two inputs of three rows at most
     longest = max(prompts, key=lambda p: p["input_ids"].shape[1])
     with pytest.raises(decoding.CacheBudgetError, match=r"input late alone needs 3 candidates x .*engine.align_tokens"):
-        decoding.best_of_n_many(model, [decoding.AlignJob(longest, decoding.greedy, name="late")], num_candidates=3,
+        decoding.best_of_n_many(model, [decoding.AlignJob(longest, sampling.greedy, name="late")], num_candidates=3,
                                 stop=stop, score=score, max_new_tokens=10, max_sentence_tokens=5,
                                 max_cache_tokens=3 * width - 1)
 

@@ -178,7 +178,7 @@ def test_internlm2_twin_as_llama_gives_internlm2_logits():
 
 
 def test_internlm2_twin_generates_through_the_suite():
-    from eta import decoding
+    from eta import decoding, sampling
     from eta.judges import HFChatGenerator
 
     model = vlm("tiny-internlm2")
@@ -192,7 +192,7 @@ def test_internlm2_twin_generates_through_the_suite():
         expected.append(token)
         if token in model.eos_token_ids:
             break
-    out = decoding.sample_continuations(model, decoding.prefill(model, inputs), max_tokens=8, choose=decoding.greedy)
+    out = decoding.sample_continuations(model, decoding.prefill(model, inputs), max_tokens=8, choose=sampling.greedy)
     assert out.row(0, include_eos=True) == expected
     judge = HFChatGenerator(model.model, model.tokenizer, max_new_tokens=8, progress=False)
     assert judge(["Is this safe?"]) == [model.tokenizer.decode(expected, skip_special_tokens=True)]

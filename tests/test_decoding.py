@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from eta import decoding
+from eta import decoding, sampling
 from tests.conftest import vlm as load
 
 ARCHS = ["tiny-llava", "tiny-llava-next", "tiny-llava-onevision", "tiny-mllama"]
@@ -24,7 +24,7 @@ def test_fork_never_mutates_the_parent(arch, photo):
     before = snapshot(parent.cache)
     length = parent.cache.get_seq_length()
     child = decoding.fork(parent, 3)
-    decoding.sample_continuations(model, child, max_tokens=5, choose=decoding.greedy)
+    decoding.sample_continuations(model, child, max_tokens=5, choose=sampling.greedy)
     assert parent.cache.get_seq_length() == length
     for (k0, v0), (k1, v1) in zip(before, snapshot(parent.cache)):
         assert torch.equal(k0, k1) and torch.equal(v0, v1)
@@ -61,10 +61,10 @@ def test_one_greedy_candidate_reproduces_vanilla(arch, photo):
     model = load(arch)
     inputs = encoded(model, photo, "Write three sentences about cats.")
     vanilla = decoding.sample_continuations(model, decoding.prefill(model, inputs), max_tokens=30,
-                                            choose=decoding.greedy).row(0)
-    stop = decoding.StopStrings(model.tokenizer, [".", ","])
+                                            choose=sampling.greedy).row(0)
+    stop = sampling.StopStrings(model.tokenizer, [".", ","])
     result = decoding.best_of_n_sentences(
-        model, decoding.prefill(model, inputs), num_candidates=1, choose=decoding.greedy, stop=stop,
+        model, decoding.prefill(model, inputs), num_candidates=1, choose=sampling.greedy, stop=stop,
         score=lambda *a: pytest.fail("one candidate is never scored"), max_new_tokens=30,
         max_sentence_tokens=4,
     )
@@ -81,10 +81,10 @@ def test_best_of_n_keeps_the_best_scored_candidate(photo):
         seen.append((list(response), candidates))
         return [float(sum(c)) for c in candidates]  # prefer the largest token ids
 
-    sampler = decoding.TopKSampler(5, 1.5, torch.Generator().manual_seed(1))
+    sampler = sampling.TopKSampler(5, 1.5, torch.Generator().manual_seed(1))
     result = decoding.best_of_n_sentences(
         model, decoding.prefill(model, inputs), num_candidates=4, choose=sampler,
-        stop=decoding.StopStrings(model.tokenizer, ["."]), score=score, max_new_tokens=12, max_sentence_tokens=4)
+        stop=sampling.StopStrings(model.tokenizer, ["."]), score=score, max_new_tokens=12, max_sentence_tokens=4)
     rebuilt = []
     for response, candidates in seen:
         assert response == rebuilt  # the scorer sees the winners so far
@@ -95,23 +95,23 @@ def test_best_of_n_keeps_the_best_scored_candidate(photo):
 def test_stop_strings_and_eos_end_rows():
     model = load("tiny-llava")
     tok = model.tokenizer
-    stop = decoding.StopStrings(tok, ["."])
+    stop = sampling.StopStrings(tok, ["."])
     ids = [tok("Hello world.", add_special_tokens=False).input_ids, tok("Hello world", add_special_tokens=False).input_ids]
     width = max(map(len, ids))
     batch = torch.tensor([[tok.eos_token_id] * (width - len(x)) + x for x in ids])
     assert stop(batch).tolist() == [True, False]
     with pytest.raises(ValueError):
-        decoding.StopStrings(tok, [""])
+        sampling.StopStrings(tok, [""])
 
 
 def test_top_k_sampler_stays_in_the_top_k_and_is_seeded():
     logits = torch.arange(100.0).repeat(64, 1)
-    a = decoding.TopKSampler(5, 1.5, torch.Generator().manual_seed(3))(logits)
-    b = decoding.TopKSampler(5, 1.5, torch.Generator().manual_seed(3))(logits)
+    a = sampling.TopKSampler(5, 1.5, torch.Generator().manual_seed(3))(logits)
+    b = sampling.TopKSampler(5, 1.5, torch.Generator().manual_seed(3))(logits)
     assert torch.equal(a, b)
     assert set(a.tolist()) <= set(range(95, 100)) and len(set(a.tolist())) > 1
     with pytest.raises(ValueError):
-        decoding.TopKSampler(0, 1.0)
+        sampling.TopKSampler(0, 1.0)
 
 
 @pytest.mark.parametrize("arch", ["tiny-llava", "tiny-mllama", "smollm2"])

@@ -13,7 +13,7 @@ import torch
 
 import tests.test_decoding as decoding_tests
 import tests.test_alignment as method_tests
-from eta import decoding
+from eta import decoding, sampling
 from eta.alignment import ETA
 from eta.models import MultimodalRotaryInputs, list_models
 from tests.conftest import clip, reward_model
@@ -70,9 +70,9 @@ def test_qwen_positions_follow_the_row_not_the_model(photo):
     delta = int(state.step_extra["rope_deltas"])
     assert delta != 0  # image tokens take fewer text positions than tokens
     alone = decoding.sample_continuations(model, decoding.prefill(model, with_image), max_tokens=8,
-                                          choose=decoding.greedy).row(0)
+                                          choose=sampling.greedy).row(0)
     decoding.prefill(model, model.encode("Something else entirely, and longer than that.", photo))
-    again = decoding.sample_continuations(model, state, max_tokens=8, choose=decoding.greedy).row(0)
+    again = decoding.sample_continuations(model, state, max_tokens=8, choose=sampling.greedy).row(0)
     assert again == alone
     # A delta of zero (plain token counts) changes the answer: the offset is doing work.
     plain = decoding.prefill(model, with_image)

@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 
 from eta.config import ETAConfig, Prompts
-from eta.decoding import StopStrings, best_of_n_sentences, fork, prefill, sample_continuations
+from eta.decoding import best_of_n_sentences, fork, prefill, sample_continuations
 from eta.alignment import ETA
+from eta.sampling import StopStrings
 from eta.store import RunKey, Store
 
 

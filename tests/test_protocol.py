@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from eta import decoding
+from eta import decoding, sampling
 from eta import judges as j
 from tests.conftest import vlm as load
 
@@ -52,7 +52,7 @@ def sentencepiece_twin():
 def test_sentence_end_ids_are_the_bare_period_only():
     tok = sentencepiece_twin()
     assert tok.tokenize("a... b.” a.[1]") == ["▁a", "...", "▁b", ".”", "▁a", ".[", "1", "]"]  # one token each
-    ids = decoding.exact_token_ids(tok, ["."])
+    ids = sampling.exact_token_ids(tok, ["."])
     assert ids == {tok.convert_tokens_to_ids(".")}
     for other in ("▁.", "...", ".”", ".[", "<0x2E>", ".."):
         assert tok.convert_tokens_to_ids(other) not in ids
@@ -65,15 +65,15 @@ def test_official_sentence_end_ignores_tokens_that_merely_contain_a_period():
     ellipsis, period = tok.convert_tokens_to_ids("...") , tok.convert_tokens_to_ids(".")
     assert tok.tokenize("Wait... ok.") == ["Wait", "...", "Ġok", "."]
     assert ellipsis != tok.unk_token_id and period != tok.unk_token_id
-    official = decoding.sentence_stop(tok, ["."], "official")
-    strict = decoding.sentence_stop(tok, ["."], "strict")
-    assert isinstance(official, decoding.SentenceEndTokens) and official.token_ids == [period]
+    official = sampling.sentence_stop(tok, ["."], "official")
+    strict = sampling.sentence_stop(tok, ["."], "strict")
+    assert isinstance(official, sampling.SentenceEndTokens) and official.token_ids == [period]
     rows = torch.tensor([[42, ellipsis], [42, period], [42, tok.convert_tokens_to_ids(".âĢĿ")],
                          [42, tok.convert_tokens_to_ids(".[")], [42, tok.convert_tokens_to_ids("Ġ.")]])
     assert official(rows).tolist() == [False, True, False, False, False]
     assert strict(rows).tolist() == [True, True, True, True, True]  # strict: any completed "."
     with pytest.raises(ValueError, match="protocol"):
-        decoding.sentence_stop(tok, ["."], "paper")
+        sampling.sentence_stop(tok, ["."], "paper")
 
 
 def test_official_sentence_end_in_the_decoding_loop():
@@ -91,7 +91,7 @@ def test_official_sentence_end_in_the_decoding_loop():
     lengths = {}
     for protocol in ("official", "strict"):
         cont = decoding.sample_continuations(model, decoding.prefill(model, inputs), max_tokens=4,
-                                             choose=chooser(), stop=decoding.sentence_stop(tok, ["."], protocol))
+                                             choose=chooser(), stop=sampling.sentence_stop(tok, ["."], protocol))
         lengths[protocol] = int(cont.lengths[0])
     assert lengths == {"official": 3, "strict": 2}
 
@@ -101,8 +101,8 @@ def test_eta_chooses_the_sentence_end_by_protocol():
     from eta.alignment import ETA
 
     model = load("tiny-llava")
-    assert isinstance(ETA(model, None, None, ETAConfig(), protocol="official").stop, decoding.SentenceEndTokens)
-    assert isinstance(ETA(model, None, None, ETAConfig()).stop, decoding.StopStrings)
+    assert isinstance(ETA(model, None, None, ETAConfig(), protocol="official").stop, sampling.SentenceEndTokens)
+    assert isinstance(ETA(model, None, None, ETAConfig()).stop, sampling.StopStrings)
 
 
 # ------------------------------------------------------------------------------ 1. MD-Judge
