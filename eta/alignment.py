@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from PIL import Image
 
+from eta.best_of_n import AlignJob, SentenceRequest, best_of_n_many
 from eta.config import ETAConfig, Profile, check_thresholds
-from eta.decoding import AlignJob, SentenceRequest, best_of_n_many, prefill_batch, sample_continuations
+from eta.decoding import prefill_batch, sample_continuations
 from eta.images import read_rgb, to_rgb
 from eta.sampling import TopKSampler, greedy, make_generator, sentence_stop
 

@@ -5,7 +5,7 @@ Measured in one process, on the same models, each producing the same number of n
 
   (a) vanilla greedy decoding;
   (b) our deep alignment: N candidates decoded as one batch from a forked KV cache, reward and
-      CLIP scores batched (``eta.decoding.best_of_n_sentences``);
+      CLIP scores batched (``eta.best_of_n.best_of_n_sentences``);
   (c) the official algorithm as PAPER.md describes it, reimplemented here: the N candidates of a
       sentence are decoded one after another (batch 1, each from its own copy of the prefix
       cache) and scored one by one by the reward model and CLIP;

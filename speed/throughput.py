@@ -6,7 +6,7 @@ as the engine runs them (``ETA.run_batch`` over batches of ``--batch-size`` inpu
   vanilla          greedy answers, ``--batch-size`` prompts per left-padded batch;
   eta_per_input    ETA on one input at a time (vanilla answer, evaluation, aligning);
   eta_batched      ETA on batches: vanilla answers and evaluation batched, and the aligning of all
-                   inputs of a batch as one decoding batch (``eta.decoding.best_of_n_many``);
+                   inputs of a batch as one decoding batch (``eta.best_of_n.best_of_n_many``);
   official_loop    the official algorithm (answer, evaluate, candidates made and scored one by
                    one) on the first ``--official-inputs`` inputs only, extrapolated to M and
                    labelled so.

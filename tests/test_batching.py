@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from eta import decoding, sampling
+from eta import best_of_n, decoding, sampling
 from eta.config import ETAConfig
 from eta.alignment import ETA
 from tests.conftest import clip, reward_model, vlm
@@ -113,7 +113,7 @@ def test_many_inputs_in_one_batch_equal_the_written_out_loop(photo):
         return [score(r.response, r.candidates, r.sentence_idx, r.any_eos) for r in requests]
 
     width = max(p["input_ids"].shape[1] for p in prompts) + 15
-    many = decoding.best_of_n_many(model, [decoding.AlignJob(p, sampler(i)) for i, p in enumerate(prompts)],
+    many = best_of_n.best_of_n_many(model, [best_of_n.AlignJob(p, sampler(i)) for i, p in enumerate(prompts)],
                                    num_candidates=3, stop=stop, score=batch_score, max_new_tokens=15,
                                    max_sentence_tokens=4, max_cache_tokens=2 * 3 * width)
     assert [r.tokens for r in many] == expected
@@ -132,9 +132,9 @@ def test_sentences_finishing_together_are_scored_in_one_call(photo):
         calls.append(len(requests))
         return [[float(sum(c) % 5) for c in r.candidates] for r in requests]
 
-    jobs = [decoding.AlignJob(inputs, sampling.TopKSampler(5, 1.5, torch.Generator().manual_seed(4)))
+    jobs = [best_of_n.AlignJob(inputs, sampling.TopKSampler(5, 1.5, torch.Generator().manual_seed(4)))
             for _ in range(2)]
-    both = decoding.best_of_n_many(model, jobs, num_candidates=4, stop=stop, score=score, max_new_tokens=12,
+    both = best_of_n.best_of_n_many(model, jobs, num_candidates=4, stop=stop, score=score, max_new_tokens=12,
                                    max_sentence_tokens=3)
     assert calls and set(calls) == {2} and both[0] == both[1]
 
@@ -149,7 +149,7 @@ def test_budget_bounds_inputs_in_flight_and_rejects_an_input_that_cannot_fit(pho
     def score(requests):
         return [[0.0] * len(r.candidates) for r in requests]
 
-    jobs = [decoding.AlignJob(p, sampling.TopKSampler(5, 1.5, torch.Generator().manual_seed(i)))
+    jobs = [best_of_n.AlignJob(p, sampling.TopKSampler(5, 1.5, torch.Generator().manual_seed(i)))
             for i, p in enumerate(prompts)]
     original = decoding.Flight.step
 
@@ -159,14 +159,14 @@ def test_budget_bounds_inputs_in_flight_and_rejects_an_input_that_cannot_fit(pho
 
     decoding.Flight.step = counting_step
     try:
-        decoding.best_of_n_many(model, jobs, num_candidates=3, stop=stop, score=score, max_new_tokens=10,
+        best_of_n.best_of_n_many(model, jobs, num_candidates=3, stop=stop, score=score, max_new_tokens=10,
                                 max_sentence_tokens=5, max_cache_tokens=2 * 3 * width)
     finally:
         decoding.Flight.step = original
     assert max(in_flight) == 6  # two inputs of three rows at most
     longest = max(prompts, key=lambda p: p["input_ids"].shape[1])
-    with pytest.raises(decoding.CacheBudgetError, match=r"input late alone needs 3 candidates x .*engine.align_tokens"):
-        decoding.best_of_n_many(model, [decoding.AlignJob(longest, sampling.greedy, name="late")], num_candidates=3,
+    with pytest.raises(best_of_n.CacheBudgetError, match=r"input late alone needs 3 candidates x .*engine.align_tokens"):
+        best_of_n.best_of_n_many(model, [best_of_n.AlignJob(longest, sampling.greedy, name="late")], num_candidates=3,
                                 stop=stop, score=score, max_new_tokens=10, max_sentence_tokens=5,
                                 max_cache_tokens=3 * width - 1)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from eta import decoding, sampling
+from eta import best_of_n, decoding, sampling
 from tests.conftest import vlm as load
 
 ARCHS = ["tiny-llava", "tiny-llava-next", "tiny-llava-onevision", "tiny-mllama"]
@@ -63,7 +63,7 @@ def test_one_greedy_candidate_reproduces_vanilla(arch, photo):
     vanilla = decoding.sample_continuations(model, decoding.prefill(model, inputs), max_tokens=30,
                                             choose=sampling.greedy).row(0)
     stop = sampling.StopStrings(model.tokenizer, [".", ","])
-    result = decoding.best_of_n_sentences(
+    result = best_of_n.best_of_n_sentences(
         model, decoding.prefill(model, inputs), num_candidates=1, choose=sampling.greedy, stop=stop,
         score=lambda *a: pytest.fail("one candidate is never scored"), max_new_tokens=30,
         max_sentence_tokens=4,
@@ -82,7 +82,7 @@ def test_best_of_n_keeps_the_best_scored_candidate(photo):
         return [float(sum(c)) for c in candidates]  # prefer the largest token ids
 
     sampler = sampling.TopKSampler(5, 1.5, torch.Generator().manual_seed(1))
-    result = decoding.best_of_n_sentences(
+    result = best_of_n.best_of_n_sentences(
         model, decoding.prefill(model, inputs), num_candidates=4, choose=sampler,
         stop=sampling.StopStrings(model.tokenizer, ["."]), score=score, max_new_tokens=12, max_sentence_tokens=4)
     rebuilt = []

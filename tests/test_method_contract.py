@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from eta.config import ETAConfig, Prompts
-from eta.decoding import best_of_n_sentences, fork, prefill, sample_continuations
+from eta.best_of_n import best_of_n_sentences
+from eta.decoding import fork, prefill, sample_continuations
 from eta.alignment import ETA
 from eta.sampling import StopStrings
 from eta.store import RunKey, Store
@@ -61,7 +62,7 @@ class FakeClip:
 def deep_score(tiny_vlm, monkeypatch):
     """The scorer ETA's deep alignment hands to best-of-N, with fake reward and CLIP models."""
     import eta.alignment
-    from eta.decoding import BestOfNResult, SentenceRequest
+    from eta.best_of_n import BestOfNResult, SentenceRequest
 
     captured = {}
 
