@@ -179,7 +179,7 @@ def cmd_generate(args) -> int:
 def cmd_list(args) -> int:
     rows: list[dict[str, Any]]
     if args.what == "models":
-        from eta.models import list_models
+        from eta.model_registry import list_models
 
         rows = list_models()
     elif args.what == "methods":

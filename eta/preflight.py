@@ -100,7 +100,7 @@ def open_clip_missing(arch: str, tag: str) -> str | None:
 
 def model_missing(role: str, name: str, profile: Profile) -> Missing | None:
     """Check one model of the profile without loading it."""
-    from eta.models import source_of
+    from eta.model_registry import source_of
 
     from eta.safety_classifier import CLASSIFIER_JUDGES
 

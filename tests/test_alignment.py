@@ -6,7 +6,8 @@ import pytest
 
 from eta.config import ETAConfig, load_profile
 from eta.alignment import ETA, decide, open_image
-from eta.models import UnknownModelError, load_vlm
+from eta.model_registry import UnknownModelError
+from eta.models import load_vlm
 from tests.conftest import clip, reward_model, vlm
 
 ALWAYS = dict(tau_pre=-1.0, tau_post=1e9)  # every input takes the aligning branch
@@ -132,7 +133,7 @@ def test_bad_inputs_name_the_culprit(tmp_path, photo):
 
 
 def test_remote_code_needs_permission():
-    from eta.models import ModelSpec, check_remote_code
+    from eta.model_registry import ModelSpec, check_remote_code
 
     spec = ModelSpec("some-remote-rm", "reward", "org/some-remote-rm", "needs its hub code", remote_code=True)
     with pytest.raises(PermissionError, match="trust_remote_code"):

@@ -223,7 +223,7 @@ def test_remote_code_path_stays_available():
 
 def test_paper_profile_needs_no_remote_code():
     from eta.config import load_profile
-    from eta.models import REGISTRY
+    from eta.model_registry import REGISTRY
 
     paper = load_profile("paper")
     assert not paper.models.trust_remote_code and not paper.judges.trust_remote_code

@@ -15,7 +15,8 @@ import tests.test_decoding as decoding_tests
 import tests.test_alignment as method_tests
 from eta import decoding, sampling
 from eta.alignment import ETA
-from eta.models import MultimodalRotaryInputs, list_models
+from eta.model_registry import list_models
+from eta.models import MultimodalRotaryInputs
 from tests.conftest import clip, reward_model
 from tests.conftest import vlm as load
 
@@ -88,7 +89,7 @@ def test_qwen_positions_follow_the_row_not_the_model(photo):
 
 def test_open_clip_models_by_name():
     from eta.evaluators import open_clip_names
-    from eta.models import UnknownModelError, resolve, source_of
+    from eta.model_registry import UnknownModelError, resolve, source_of
 
     spec = resolve("open_clip:ViT-B-16-SigLIP/webli", "clip")
     assert spec.source == "ViT-B-16-SigLIP@webli" and not spec.stand_in
@@ -136,7 +137,7 @@ def test_paper_model_profiles_are_the_paper_profile_with_their_vlm(name, model):
     from eta import notebook_params
     from eta.analysis import grid
     from eta.config import load_profile
-    from eta.models import REGISTRY
+    from eta.model_registry import REGISTRY
 
     paper, ours = load_profile("paper"), load_profile(name)
     assert ours.name == name and ours.models.vlm == model and model in REGISTRY

@@ -330,7 +330,7 @@ def test_llava_conversation_prompts_byte_exact():
 
 
 def test_llava_images_padded_with_the_processor_mean():
-    from eta.models import pad_to_square
+    from eta.llava_inputs import pad_to_square
 
     model = load("tiny-llava").with_conversation("llava_v1")
     mean = model.processor.image_processor.image_mean
@@ -352,7 +352,7 @@ def test_llava_images_padded_with_the_processor_mean():
 
 
 def test_llava_tokens_as_tokenizer_image_token_makes_them():
-    from eta.models import chunked_ids
+    from eta.llava_inputs import chunked_ids
 
     model = load("tiny-llava").with_conversation("llava_v1")
     tok = model.tokenizer
@@ -376,7 +376,8 @@ def test_llava_tokens_as_tokenizer_image_token_makes_them():
 def test_official_inputs_by_model_and_benchmark_kind():
     from eta.config import load_profile
     from eta.engine import Models
-    from eta.models import REGISTRY, official_conversation
+    from eta.llava_inputs import official_conversation
+    from eta.model_registry import REGISTRY
 
     assert REGISTRY["llava-1.5-7b"].official_inputs == REGISTRY["llava-1.5-13b"].official_inputs == "llava-1.5"
     assert official_conversation("general") == "vicuna_v1"

@@ -58,7 +58,7 @@ class ClipStudy:
 
 def clip_is_stand_in(profile: Profile) -> bool:
     """True when the profile's CLIP is a twin or stand-in (known before loading anything)."""
-    from eta.models import resolve
+    from eta.model_registry import resolve
 
     return bool(resolve(profile.models.clip, "clip").stand_in)
 
