@@ -123,3 +123,15 @@ def test_metric_plot_puts_each_interval_on_its_own_bar():
     assert spans[("eta", centre(bars["eta"].patches[0]))] == (0.1, 0.7)
     assert spans[("vanilla", centre(bars["vanilla"].patches[1]))] == (0.1, 0.9)
     assert ("eta", centre(bars["eta"].patches[1])) not in spans  # no interval, no line
+
+
+def test_tradeoff_plot_draws_only_studies_that_compare():
+    g = grid.Grid(load_profile("tiny"), {
+        ("harm", "eta"): run("harm", "eta", {"usr": 0.2, "asr": 0.3, "invalid_rate": 0.0}),
+        ("help", "eta"): run("help", "eta", {"refusal_rate": 0.1}),
+        ("harm", "eta-N=1"): run("harm", "eta", {"usr": 0.4, "asr": 0.5}),
+        ("help", "eta-N=1"): run("help", "eta", {"refusal_rate": 0.0}),
+    })
+    table = ablations.tradeoff(g, "harm", "help", ["eta", "eta-N=1"], base={"N": 5})
+    fig = ablations.plot_tradeoff(table)
+    assert [ax.get_title() for ax in fig.axes] == ["N"]  # the lone `eta` row is no rule study

@@ -106,7 +106,10 @@ def plot_tradeoff(table: pd.DataFrame, harmfulness: str = "usr"):
     """One panel per study: harmfulness (down is better) against helpfulness (right is better)."""
     import matplotlib.pyplot as plt
 
-    studies = [s for s in ("N", "tau_pre", "tau_post", "component", "rule") if s in set(table.study)]
+    # a study is drawn when it compares something: the plain `eta` row alone (the rule "both")
+    # is no rule study
+    counts = table.study.value_counts()
+    studies = [s for s in ("N", "tau_pre", "tau_post", "component", "rule") if counts.get(s, 0) > 1]
     fig, axes = plt.subplots(1, max(1, len(studies)), figsize=(4.2 * max(1, len(studies)), 3.8), squeeze=False)
     for ax, study in zip(axes[0], studies):
         part = table[table.study == study]
