@@ -107,11 +107,6 @@ class _Run:
     budget: int = 0
 
 
-def cache_tokens_needed(num_candidates: int, prompt_tokens: int, max_new_tokens: int) -> int:
-    """KV-cache tokens one input's candidates may hold at most: N rows as wide as prompt + answer."""
-    return num_candidates * (prompt_tokens + max_new_tokens)
-
-
 @torch.inference_mode()
 def best_of_n_many(
     vlm,
