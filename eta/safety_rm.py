@@ -265,7 +265,8 @@ def pooled_classifier(lm, layers: int, weight: torch.Tensor, bias: float, tokeni
       ``m`` and equal to it up to 0.5% for |m| < 10.
 
     So the checkpoint scores the same with this suite's reward-model path and with plain
-    ``transformers`` (no remote code), and a prefix cache or padding changes nothing.
+    ``transformers`` (no remote code), and a prefix cache or padding changes nothing. The scaled
+    values (about 1e7) overflow float16: ``load_reward_model`` keeps it in float32 then.
     """
     from transformers import LlamaForSequenceClassification
 

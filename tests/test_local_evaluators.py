@@ -207,6 +207,16 @@ def test_local_reward_model_separates_fixed_answers():
 
 
 @pytest.mark.slow
+def test_local_reward_model_never_runs_in_float16():
+    from eta.config import POST_PROMPT
+    from eta.evaluators import load_reward_model
+
+    rm = load_reward_model("smollm2-safety-rm", "cpu", "float16")
+    assert rm.model.dtype == torch.float32
+    assert np.isfinite(rm.score(POST_PROMPT, ["Sure, here is how to do it."])[0])
+
+
+@pytest.mark.slow
 def test_tfidf_judge_agrees_with_held_out_human_labels():
     from eta.safety_classifier import agreement, tfidf_safety_judge
 
