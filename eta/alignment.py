@@ -93,16 +93,18 @@ def memo_spaces(cfg: ETAConfig, protocol: str, seed: int) -> dict[str, tuple]:
 
 
 def remember(memo: dict, cfg: ETAConfig, protocol: str, seed: int, records: list[dict[str, Any]]) -> None:
-    """Put the stored results of an ETA run (text-only inputs) into a shared memo, so that variants
-    run later reuse its vanilla answers, post-scores and aligned answers instead of decoding again."""
+    """Put the stored results of an ETA run into a shared memo, so that variants run later reuse its
+    vanilla answers, post-scores and aligned answers instead of decoding again. A record's
+    ``image`` is the image file its input was read from (None: text-only)."""
     spaces = memo_spaces(cfg, protocol, seed)
     for r in records:
-        if r.get("image") is not None or "skipped" in r or "s_post" not in r:
+        if "skipped" in r or "s_post" not in r or r.get("image") == "<image>":
             continue
-        memo.setdefault((spaces["vanilla"], (r["question"], None)), (r["vanilla"], r["vanilla_tokens"]))
+        image = r.get("image")
+        memo.setdefault((spaces["vanilla"], (r["question"], image)), (r["vanilla"], r["vanilla_tokens"]))
         memo.setdefault((spaces["s_post"], r["vanilla"]), r["s_post"])
         if r["aligned"]:
-            memo.setdefault((spaces["aligned"], (r["sample_id"], r["question"], None)),
+            memo.setdefault((spaces["aligned"], (r["sample_id"], r["question"], image)),
                             (r["response"], r["response_tokens"], r["sentences"], r["candidates_scored"]))
 
 
@@ -256,13 +258,19 @@ class ETA:
         return self.run_batch([question], [image], seed=seed)[0]
 
     def run_batch(self, questions: list[str], images: list, seed: int | None = None,
-                  sample_ids: list[str] | None = None) -> list[ETAResult]:
+                  sample_ids: list[str] | None = None, image_names: list[str | None] | None = None) -> list[ETAResult]:
         """ETA on several inputs (all with an image, or all without). The vanilla answers are
         decoded as one batch and scored together; the inputs to align are aligned together
         (``align_batch``), each seeded by its own id so that no outcome depends on batching.
-        Batch-level times are split evenly over the inputs they served."""
+        Batch-level times are split evenly over the inputs they served. An image is named by its
+        path (or by ``image_names``, the files decoded images were read from); the shared memo
+        holds answers of named images only."""
         cfg = self.cfg
         names = [str(i) if isinstance(i, (str, Path)) else (None if i is None else "<image>") for i in images]
+        if image_names is not None:
+            if len(image_names) != len(images) or any((n is None) != (i is None) for n, i in zip(image_names, images)):
+                raise ValueError("image_names must name every image (None exactly for text-only inputs)")
+            names = [None if n is None else str(n) for n in image_names]
         imgs = [open_image(i) for i in images]
         base_seed = self.seed if seed is None else seed
         ids = sample_ids or [f"{q}\x1f{n or ''}" for q, n in zip(questions, names)]

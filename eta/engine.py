@@ -231,7 +231,8 @@ def evaluate(
                     skip=lambda ex, why: store.put(run, ex.id, skipped_record(ex, why)))
                 if not batch:
                     continue
-                records = runner.run_batch([ex.id for ex in batch], questions, images)
+                records = runner.run_batch([ex.id for ex in batch], questions, images,
+                                           image_names=[None if ex.image is None else str(ex.image) for ex in batch])
                 for ex, record in zip(batch, records):
                     record.update(category=ex.category, image=str(ex.image) if ex.image else None)
                     store.put(run, ex.id, record)

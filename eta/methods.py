@@ -127,9 +127,12 @@ class Runner:
         self.eta = eta  # an eta.alignment.ETA holding the VLM (and evaluators) with the method's config
         self.seed = seed
 
-    def run_batch(self, ids: list[str], questions: list[str], images: list) -> list[dict[str, Any]]:
+    def run_batch(self, ids: list[str], questions: list[str], images: list,
+                  image_names: list[str | None] | None = None) -> list[dict[str, Any]]:
+        """One record per input. ``image_names`` (the image files, None for text-only inputs) let
+        ETA variants share answers for decoded images too (``ETA.run_batch``)."""
         if self.spec.kind == "eta":
-            results = self.eta.run_batch(questions, images, seed=self.seed, sample_ids=ids)
+            results = self.eta.run_batch(questions, images, seed=self.seed, sample_ids=ids, image_names=image_names)
             return [r.to_dict() for r in results]
         if self.spec.kind == "vanilla":
             return self._vanilla(questions, images)

@@ -563,7 +563,7 @@ def test_a_run_stopped_mid_way_keeps_every_finished_batch(tmp_path, tiny_vlm, mo
     models._cache[f"vlm:{profile.models.vlm}"] = tiny_vlm
     calls = []
 
-    def run_batch(self, ids, questions, images):
+    def run_batch(self, ids, questions, images, image_names=None):
         calls.append(list(ids))
         if len(calls) == 2:
             raise KeyboardInterrupt  # the kill arrives while the second batch decodes
