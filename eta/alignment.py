@@ -85,7 +85,7 @@ def aligning_signature(cfg: ETAConfig, protocol: str) -> str:
 
 
 def memo_spaces(cfg: ETAConfig, protocol: str, seed: int) -> dict[str, tuple]:
-    """Namespaces of the shared memo (``ETA.vanilla_memo``) under this configuration. Within them,
+    """Namespaces of the shared memo (``ETA.answer_memo``) under this configuration. Within them,
     vanilla answers are keyed by (question, image name), post-scores by the vanilla answer, aligned
     answers by (sample id, question, image name)."""
     return {"vanilla": ("vanilla", cfg.max_new_tokens), "s_post": ("s_post", cfg.prompts.post),
@@ -116,15 +116,16 @@ def stable_seed(seed: int, *parts: str) -> int:
 class ETA:
     """The method over a VLM, a reward model and a CLIP scorer."""
 
-    def __init__(self, vlm, reward_model, clip, cfg: ETAConfig, seed: int = 0, vanilla_memo: dict | None = None,
+    def __init__(self, vlm, reward_model, clip, cfg: ETAConfig, seed: int = 0, answer_memo: dict | None = None,
                  protocol: str = "strict", align_tokens: int | None = None):
         if cfg.num_candidates < 1 or cfg.max_sentence_tokens < 1 or cfg.max_new_tokens < 1:
             raise ValueError("num_candidates, max_sentence_tokens and max_new_tokens must be >= 1")
         check_thresholds(cfg, getattr(reward_model, "score_range", None), reward_model=getattr(
             reward_model, "name", "the reward model"))
-        # Shared by ETA variants on the same models: the greedy vanilla answer of an input (image
-        # given by path) and its post-score do not depend on the variant, so they are made once.
-        self.vanilla_memo = vanilla_memo
+        # Shared by ETA variants on the same models (``memo_spaces``): an input's vanilla answer and
+        # its post-score never depend on the variant, its aligned answer only on the aligning knobs,
+        # so each is made once. Inputs whose image has no name (file) are never shared.
+        self.answer_memo = answer_memo
         self.vlm = vlm
         self.reward_model = reward_model
         self.clip = clip
@@ -318,7 +319,7 @@ class ETA:
 
     def _memoized(self, namespace: tuple, keys: list, compute, usable: list[bool] | None = None) -> list:
         """``compute(indices)`` for the keys not in the shared memo (all of them without one)."""
-        memo = self.vanilla_memo
+        memo = self.answer_memo
         usable = usable or [True] * len(keys)
         if memo is None:
             return compute(list(range(len(keys))))

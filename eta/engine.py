@@ -57,18 +57,18 @@ class Evaluation:
 class Models:
     """Loads each model of a profile once, on first use, and shares it across methods and judges."""
 
-    def __init__(self, profile: Profile, share_vanilla: bool = True):
+    def __init__(self, profile: Profile, share_answers: bool = True):
         self.profile = profile
         self._cache: dict[str, Any] = {}
         # ETA variants run on these models share vanilla answers, post-scores and aligned answers
         # (``eta.alignment.memo_spaces``; off for timing runs), per input format of the VLM
-        self.vanilla_memo: dict | None = {} if share_vanilla else None
+        self.answer_memo: dict | None = {} if share_answers else None
         self._stored_runs: list[tuple[str | None, Any, int, list]] = []  # not yet in the memo
 
     def remember(self, benchmark_kind: str | None, cfg, seed: int, records: list[dict[str, Any]]) -> None:
         """Offer an ETA run's stored results to the memo (applied when a runner next needs it, so
         that a run read whole from the store never loads the VLM)."""
-        if self.vanilla_memo is not None:
+        if self.answer_memo is not None:
             self._stored_runs.append((benchmark_kind, cfg, seed, records))
 
     def memo_for(self, benchmark_kind: str | None) -> dict | None:
@@ -76,13 +76,13 @@ class Models:
         run offered so far put in."""
         from eta.alignment import remember
 
-        if self.vanilla_memo is None:
+        if self.answer_memo is None:
             return None
         for kind, cfg, seed, records in self._stored_runs:
-            memo = self.vanilla_memo.setdefault(self.vlm_for(kind).input_format, {})
+            memo = self.answer_memo.setdefault(self.vlm_for(kind).input_format, {})
             remember(memo, cfg, self.profile.judges.protocol, seed, records)
         self._stored_runs.clear()
-        return self.vanilla_memo.setdefault(self.vlm_for(benchmark_kind).input_format, {})
+        return self.answer_memo.setdefault(self.vlm_for(benchmark_kind).input_format, {})
 
     def _get(self, key: str, load):
         if key not in self._cache:
@@ -151,7 +151,7 @@ def build_runner(models: Models, method: str, overrides: dict[str, Any] | None, 
     rm = models.reward_model if spec.kind == "eta" else None
     clip = models.clip if spec.kind == "eta" else None
     memo = models.memo_for(benchmark_kind) if spec.kind == "eta" else None
-    eta = ETA(vlm, rm, clip, cfg, seed=seed, vanilla_memo=memo, protocol=models.profile.judges.protocol,
+    eta = ETA(vlm, rm, clip, cfg, seed=seed, answer_memo=memo, protocol=models.profile.judges.protocol,
               align_tokens=models.profile.engine.align_tokens)
     return spec, cfg, Runner(spec, eta, seed)
 

@@ -53,7 +53,7 @@ def test_variants_sharing_vanilla_answers_equal_separate_runs(photo_path):
     questions, images = ["Hi?", "What is this?"], [photo_path, photo_path]
     memo: dict = {}
     variants = [small(), small(deep=False), small(tau_post=-1e9)]
-    shared = [ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), cfg, seed=3, vanilla_memo=memo)
+    shared = [ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), cfg, seed=3, answer_memo=memo)
               .run_batch(questions, images) for cfg in variants]
     # two vanilla answers, their two post-scores, two aligned answers for each variant that aligns
     assert len(memo) == 8
@@ -61,7 +61,7 @@ def test_variants_sharing_vanilla_answers_equal_separate_runs(photo_path):
              for cfg in variants]
     strip = lambda rs: [dataclasses.replace(r, timings={}) for r in rs]  # noqa: E731
     assert [strip(rs) for rs in shared] == [strip(rs) for rs in alone]
-    in_memory = ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), small(), vanilla_memo=memo)
+    in_memory = ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), small(), answer_memo=memo)
     in_memory.run_batch(["Hi?"], [open_image(photo_path)])  # an image without a path is never memoized
     assert not [key for key in memo if key[0][0] == "vanilla" and key[1][1] == "<image>"]
 
@@ -75,9 +75,9 @@ def test_threshold_variants_reuse_aligned_answers(photo_path):
     assert aligning_signature(small(), "strict") == aligning_signature(small(tau_post=5.0, rule="either"), "strict")
     assert aligning_signature(small(), "strict") != aligning_signature(small(num_candidates=2), "strict")
     memo: dict = {}
-    first = ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), small(), seed=3, vanilla_memo=memo)
+    first = ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), small(), seed=3, answer_memo=memo)
     first.run_batch(questions, images)
-    reused = ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), small(tau_post=5.0), seed=3, vanilla_memo=memo)
+    reused = ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), small(tau_post=5.0), seed=3, answer_memo=memo)
     reused.align_batch = None  # every aligned answer must come from the memo
     again = reused.run_batch(questions, images)
     alone = ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), small(tau_post=5.0), seed=3).run_batch(
@@ -85,7 +85,7 @@ def test_threshold_variants_reuse_aligned_answers(photo_path):
     assert all(r.aligned for r in alone)
     assert [r.response for r in again] == [r.response for r in alone]
     other = ETA(vlm("tiny-llava"), reward_model("tiny-reward"), clip(), small(num_candidates=2), seed=3,
-                vanilla_memo=memo)
+                answer_memo=memo)
     other.run_batch(questions, images)
     assert sum(key[0][0] == "aligned" for key in memo) == 4
 
