@@ -41,3 +41,19 @@ def photo_path(tmp_path_factory, photo):
     path = tmp_path_factory.mktemp("img") / "cat.png"
     photo.save(path)
     return path
+
+
+def write_parameterised_notebook(path, parameters: str, body, needs=None):
+    """A papermill-ready notebook: a NAME cell, a ``parameters``-tagged cell, then ``body``
+    (``needs``: the models it declares in ``metadata.eta.needs``; None declares nothing)."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    params = new_code_cell(parameters, metadata={"tags": ["parameters"]})
+    nb = new_notebook(cells=[new_code_cell(f"NAME = {path.stem!r}"), params, *map(new_code_cell, body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    if needs is not None:
+        nb.metadata["eta"] = {"needs": list(needs)}
+    nbformat.write(nb, str(path))
+    return path

@@ -22,6 +22,7 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from eta import report
 from eta import reproduce as rp
 from eta.config import params_dir
+from tests.conftest import write_parameterised_notebook
 
 PARAMETERS = '''profile = "tiny"
 invalid = 0.9  # the judge's invalid-verdict rate this notebook reports for eta
@@ -56,13 +57,7 @@ tracking.finish_run(run)''',
 
 
 def make_notebook(path: Path) -> Path:
-    params = new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]})
-    nb = new_notebook(cells=[new_code_cell(f"NAME = {path.stem!r}"), params, *map(new_code_cell, BODY)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.metadata["eta"] = {"needs": []}
-    nbformat.write(nb, str(path))
-    return path
+    return write_parameterised_notebook(path, PARAMETERS, BODY, needs=[])
 
 
 @pytest.fixture

@@ -6,15 +6,14 @@ import json
 import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
 from eta import reproduce as rp
 from eta import report, tracking
 from eta.config import ConfigError, params_dir
 from eta.notebook_params import load_params
 from eta.preflight import PreflightError
+from tests.conftest import write_parameterised_notebook
 
 REAL_PARAMS = params_dir()
 
@@ -37,14 +36,7 @@ run = tracking.start_run(NAME, load_profile(profile), {"limit": limit}, group=wa
 
 
 def make_notebook(path: Path, body: list[str], needs: list[str] | None = ()) -> Path:
-    params = new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]})
-    nb = new_notebook(cells=[new_code_cell(f"NAME = {path.stem!r}"), params, *map(new_code_cell, body)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    if needs is not None:
-        nb.metadata["eta"] = {"needs": list(needs)}
-    nbformat.write(nb, str(path))
-    return path
+    return write_parameterised_notebook(path, PARAMETERS, body, needs)
 
 
 @pytest.fixture
