@@ -432,8 +432,7 @@ def load_reward_model(name: str, device: str = "auto", dtype: str = "auto",
     path = local_path(spec)
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
-    if torch_dtype == torch.float16 and spec.source == "embedded:smollm2-safety-rm":
-        # its pooling layer writes values near 1e7 into the residual stream (eta.safety_rm)
+    if torch_dtype == torch.float16 and not spec.float16_ok:
         log.warning("%s would overflow in float16: loading it in float32", spec.name)
         torch_dtype = torch.float32
     remote = spec.remote_code or trust_remote_code

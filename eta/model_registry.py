@@ -30,6 +30,7 @@ class ModelSpec:
     # How the official evaluation builds a VLM's inputs where it differs from the processor's chat
     # template ("llava-1.5": LLaVA's conversations and square padding); None: the processor's own.
     official_inputs: str | None = None
+    float16_ok: bool = True  # False: values past float16's range inside; float16 requests load float32
 
 
 class UnknownModelError(KeyError):
@@ -86,8 +87,9 @@ for _spec in [
               "LLaVA architecture with SmolLM2-135M as language model; untrained vision tower, "
               "images carry no signal", stand_in=True),
     ModelSpec("smollm2-safety-rm", "reward", "embedded:smollm2-safety-rm",
-              "SmolLM2-135M features + logistic-regression safety head trained on pyrit's human labels "
-              "and SmolLM2's own answers (built on first use)", stand_in=True, loader="sequence-classification"),
+              "SmolLM2-135M mean-pooled features + logistic-regression safety head trained on pyrit's human labels "
+              "and SmolLM2's own answers (built on first use)", stand_in=True, loader="sequence-classification",
+              float16_ok=False),  # its pooling layer writes values near 1e7 (eta.safety_rm)
     ModelSpec("smollm2-judge", "reward", "embedded:smollm2",
               "SmolLM2-135M as a generative safety judge: score = P(Yes) of 'is this response safe?'",
               stand_in=True, loader="generative-judge"),
